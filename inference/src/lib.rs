@@ -1,0 +1,16 @@
+//! `opdlm-inference`: block-diffusion decoding (static, dynamic, entropy-bounded and
+//! margin commit rules) and autoregressive decoding, sharing one loop and one exact
+//! block KV cache. Training rollouts call the same [`generate`].
+
+pub mod block_diffusion;
+pub mod commit;
+pub mod prompts;
+pub mod sampling;
+pub mod stats;
+pub mod trajectory;
+
+pub use block_diffusion::{generate, BlockEvent, DecodeConfig, DecodeError, Generation};
+pub use commit::CommitRule;
+pub use sampling::SamplingConfig;
+pub use stats::DecodeStats;
+pub use trajectory::{RowOutput, VisitedState};

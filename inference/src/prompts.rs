@@ -1,0 +1,100 @@
+//! Prompt files: one JSON object per line, either `{"prompt": "..."}` (raw text, or a
+//! user turn when the chat template is applied) or `{"messages": [{"role", "content"}]}`,
+//! optionally with `"answer"` for evaluation. Errors name the file and line.
+
+use std::path::Path;
+
+use opdlm_model::ChatMessage;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRecord {
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<ChatMessage>>,
+    #[serde(default)]
+    pub answer: Option<String>,
+}
+
+impl PromptRecord {
+    /// The conversation this record stands for (a bare prompt is one user turn).
+    pub fn messages(&self) -> Vec<ChatMessage> {
+        match (&self.messages, &self.prompt) {
+            (Some(m), _) => m.clone(),
+            (None, Some(p)) => vec![ChatMessage::user(p.clone())],
+            (None, None) => vec![],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptFileError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}:{line}: {message}")]
+    Line { path: String, line: usize, message: String },
+    #[error("{path}: no prompts (the file is empty)")]
+    Empty { path: String },
+}
+
+/// Reads every record of a JSONL prompt file; blank lines are skipped.
+pub fn read_prompt_file(path: &Path) -> Result<Vec<PromptRecord>, PromptFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PromptFileError::Io { path: shown.clone(), source })?;
+    parse_prompts(&text, &shown)
+}
+
+/// Parses JSONL text; `origin` names it in errors.
+pub fn parse_prompts(text: &str, origin: &str) -> Result<Vec<PromptRecord>, PromptFileError> {
+    let mut records = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |message: String| PromptFileError::Line { path: origin.to_string(), line: index + 1, message };
+        let record: PromptRecord = serde_json::from_str(line).map_err(|e| bad(format!("not a valid prompt record: {e}")))?;
+        match (&record.prompt, &record.messages) {
+            (None, None) => return Err(bad("expected a `prompt` string or a `messages` list".into())),
+            (Some(_), Some(_)) => return Err(bad("give either `prompt` or `messages`, not both".into())),
+            (Some(p), None) if p.trim().is_empty() => return Err(bad("`prompt` is empty".into())),
+            (None, Some(m)) if m.is_empty() => return Err(bad("`messages` is empty".into())),
+            _ => {}
+        }
+        records.push(record);
+    }
+    if records.is_empty() {
+        return Err(PromptFileError::Empty { path: origin.to_string() });
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_prompts_and_chats_and_skips_blank_lines() {
+        let text = "{\"prompt\": \"hi\", \"answer\": \"4\"}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}]}\n";
+        let records = parse_prompts(text, "p.jsonl").unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].answer.as_deref(), Some("4"));
+        assert_eq!(records[1].messages(), vec![ChatMessage::user("yo")]);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number() {
+        let cases = [
+            ("{\"prompt\": \"a\"}\n{oops\n", "p.jsonl:2: not a valid prompt record"),
+            ("{\"prompt\": \"a\"}\n{\"answer\": \"1\"}\n", "p.jsonl:2: expected a `prompt`"),
+            ("{\"prompt\": \"  \"}\n", "p.jsonl:1: `prompt` is empty"),
+            ("{\"prompt\": \"a\", \"promt\": 1}\n", "p.jsonl:1: not a valid prompt record: unknown field `promt`"),
+            ("\n\n", "p.jsonl: no prompts"),
+        ];
+        for (text, expected) in cases {
+            let err = parse_prompts(text, "p.jsonl").unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
+    }
+}

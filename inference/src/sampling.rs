@@ -1,0 +1,188 @@
+//! Token choice for a set of slots: temperature (0 = argmax), top-k and top-p, with the
+//! statistics the commit rules rank slots by. Confidence is always the *untempered*
+//! probability of the chosen token, so that a commit threshold means the same thing at
+//! every temperature.
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingConfig {
+    /// 0 = argmax; otherwise logits are divided by it before sampling.
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches `p` (1.0 = off).
+    pub top_p: f32,
+}
+
+impl SamplingConfig {
+    pub const GREEDY: Self = Self { temperature: 0.0, top_k: 0, top_p: 1.0 };
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+}
+
+/// The token drawn for one slot and how sure the model was of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choice {
+    pub token: u32,
+    /// Untempered softmax probability of `token`.
+    pub confidence: f32,
+    /// Entropy (nats) of the untempered distribution.
+    pub entropy: f32,
+    /// Top-1 minus top-2 untempered probability.
+    pub margin: f32,
+}
+
+/// Chooses a token for every row of `logits` (`[slots, vocab]`). `forbidden` is added
+/// to every row first (−∞ at the mask token, which is never a prediction). Row `i` draws
+/// from `rngs[owners[i]]`, one generator per sequence, so that a sequence's draws do not
+/// depend on the other sequences in the batch.
+pub fn choose<B: Backend>(
+    logits: Tensor<B, 2>,
+    forbidden: &Tensor<B, 2>,
+    config: &SamplingConfig,
+    owners: &[usize],
+    rngs: &mut [StdRng],
+) -> Vec<Choice> {
+    let [slots, vocab] = logits.dims();
+    if slots == 0 {
+        return vec![];
+    }
+    let log_probs = burn::tensor::activation::log_softmax(logits + forbidden.clone(), 1);
+    let probs = log_probs.clone().exp();
+    let entropy = (probs.clone() * log_probs.clone().clamp_min(-1e30)).sum_dim(1).neg();
+    let (top2, top2_ids) = probs.topk_with_indices(2.min(vocab), 1);
+    let entropy: Vec<f32> = floats(entropy);
+    let top2: Vec<f32> = floats(top2);
+    let top2_ids: Vec<i64> = top2_ids.into_data().convert::<i64>().to_vec().expect("int data");
+    let width = 2.min(vocab);
+    let margin = |i: usize| if width == 2 { top2[2 * i] - top2[2 * i + 1] } else { top2[i] };
+
+    if config.is_greedy() {
+        return (0..slots)
+            .map(|i| Choice { token: top2_ids[i * width] as u32, confidence: top2[i * width], entropy: entropy[i], margin: margin(i) })
+            .collect();
+    }
+    let log_probs: Vec<f32> = floats(log_probs);
+    (0..slots)
+        .map(|i| {
+            let row = &log_probs[i * vocab..(i + 1) * vocab];
+            let token = sample_row(row, config, &mut rngs[owners[i]]);
+            Choice { token, confidence: row[token as usize].exp(), entropy: entropy[i], margin: margin(i) }
+        })
+        .collect()
+}
+
+/// Draws one token from untempered log-probabilities under `config`.
+fn sample_row(log_probs: &[f32], config: &SamplingConfig, rng: &mut StdRng) -> u32 {
+    // Candidates by decreasing probability; top-k and top-p cut this list.
+    let mut order: Vec<u32> = (0..log_probs.len() as u32).filter(|&t| log_probs[t as usize].is_finite()).collect();
+    order.sort_by(|&a, &b| log_probs[b as usize].total_cmp(&log_probs[a as usize]).then(a.cmp(&b)));
+    if config.top_k > 0 {
+        order.truncate(config.top_k);
+    }
+    // Tempered weights exp((logp - max) / T), relative to the best token.
+    let best = log_probs[order[0] as usize];
+    let mut weights: Vec<f64> = order.iter().map(|&t| (((log_probs[t as usize] - best) / config.temperature) as f64).exp()).collect();
+    if config.top_p < 1.0 {
+        let total: f64 = weights.iter().sum();
+        let mut cumulative = 0.0;
+        let keep = weights
+            .iter()
+            .position(|w| {
+                cumulative += w / total;
+                cumulative >= config.top_p as f64
+            })
+            .map_or(weights.len(), |i| i + 1);
+        weights.truncate(keep);
+    }
+    let total: f64 = weights.iter().sum();
+    let mut target = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        target -= w;
+        if target < 0.0 {
+            return order[i];
+        }
+    }
+    order[weights.len() - 1]
+}
+
+fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().expect("float data")
+}
+
+/// `[1, vocab]` row with −∞ at `forbidden` ids and 0 elsewhere.
+pub fn forbidden_row<B: Backend>(vocab: usize, forbidden: &[u32], device: &B::Device) -> Tensor<B, 2> {
+    let mut row = vec![0.0f32; vocab];
+    for &id in forbidden {
+        if let Some(v) = row.get_mut(id as usize) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::<B, 1>::from_floats(row.as_slice(), device).unsqueeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use rand::SeedableRng;
+
+    type B = NdArray<f32>;
+
+    fn logits(rows: &[[f32; 4]]) -> Tensor<B, 2> {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::<B, 1>::from_floats(flat.as_slice(), &Default::default()).reshape([rows.len(), 4])
+    }
+
+    #[test]
+    fn greedy_picks_argmax_and_reports_untempered_probability() {
+        let device = Default::default();
+        let l = logits(&[[0.0, 2.0, 1.0, 0.0]]);
+        let mut rng = StdRng::seed_from_u64(0);
+        let c = choose(l, &forbidden_row::<B>(4, &[], &device), &SamplingConfig::GREEDY, &[0], std::slice::from_mut(&mut rng))[0];
+        let z: f32 = [0.0f32, 2.0, 1.0, 0.0].iter().map(|x| x.exp()).sum();
+        assert_eq!(c.token, 1);
+        assert!((c.confidence - 2f32.exp() / z).abs() < 1e-6);
+        assert!((c.margin - (2f32.exp() - 1f32.exp()) / z).abs() < 1e-6);
+    }
+
+    #[test]
+    fn forbidden_token_is_never_chosen_even_if_most_likely() {
+        let device = Default::default();
+        let l = logits(&[[9.0, 1.0, 0.0, 0.0]]);
+        let mut rng = StdRng::seed_from_u64(0);
+        let forbidden = forbidden_row::<B>(4, &[0], &device);
+        assert_eq!(choose(l.clone(), &forbidden, &SamplingConfig::GREEDY, &[0], std::slice::from_mut(&mut rng))[0].token, 1);
+        let hot = SamplingConfig { temperature: 5.0, top_k: 0, top_p: 1.0 };
+        for _ in 0..50 {
+            assert_ne!(choose(l.clone(), &forbidden, &hot, &[0], std::slice::from_mut(&mut rng))[0].token, 0);
+        }
+    }
+
+    #[test]
+    fn top_k_one_is_argmax_and_top_p_cuts_the_tail() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let lp: Vec<f32> = [0.6f32, 0.3, 0.05, 0.05].iter().map(|p| p.ln()).collect();
+        let k1 = SamplingConfig { temperature: 1.0, top_k: 1, top_p: 1.0 };
+        let p = SamplingConfig { temperature: 1.0, top_k: 0, top_p: 0.85 };
+        for _ in 0..200 {
+            assert_eq!(sample_row(&lp, &k1, &mut rng), 0);
+            assert!(sample_row(&lp, &p, &mut rng) < 2);
+        }
+    }
+
+    #[test]
+    fn sampling_frequencies_follow_the_tempered_distribution() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let lp: Vec<f32> = [0.5f32, 0.25, 0.25].iter().map(|p| p.ln()).collect();
+        let cfg = SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 };
+        let n = 20_000;
+        let zeros = (0..n).filter(|_| sample_row(&lp, &cfg, &mut rng) == 0).count();
+        assert!((zeros as f64 / n as f64 - 0.5).abs() < 0.02, "{zeros}");
+    }
+}

@@ -1,0 +1,112 @@
+//! Grouped-query self-attention for the Llama family, with optional q/k/v bias (Qwen2)
+//! and per-head q/k RMSNorm (Qwen3). Field names mirror the checkpoint keys
+//! (`self_attn.q_proj`, ...) so weights load without renaming.
+
+use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::prelude::*;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Bool;
+
+use crate::cache::{CacheUse, KvCache, LayerKv};
+use crate::config::{Architecture, ModelConfig};
+use crate::rope::Rotary;
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    q_proj: Linear<B>,
+    k_proj: Linear<B>,
+    v_proj: Linear<B>,
+    o_proj: Linear<B>,
+    /// Qwen3 only: RMSNorm over each head's query/key vector before RoPE.
+    q_norm: Option<RmsNorm<B>>,
+    k_norm: Option<RmsNorm<B>>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Where one layer's attention reads and writes cached keys/values.
+pub(crate) struct CacheSlot<'a, B: Backend> {
+    pub cache: &'a mut KvCache<B>,
+    pub layer: usize,
+    pub usage: CacheUse,
+}
+
+impl<B: Backend> Attention<B> {
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let (d, hd) = (config.hidden_size, config.head_dim);
+        let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
+        let linear = |d_in, d_out, bias| LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
+        let head_norm = || {
+            (config.architecture == Architecture::Qwen3)
+                .then(|| RmsNormConfig::new(hd).with_epsilon(config.rms_norm_eps).init(device))
+        };
+        Self {
+            q_proj: linear(d, h * hd, config.qkv_bias),
+            k_proj: linear(d, kv * hd, config.qkv_bias),
+            v_proj: linear(d, kv * hd, config.qkv_bias),
+            o_proj: linear(h * hd, d, config.o_bias),
+            q_norm: head_norm(),
+            k_norm: head_norm(),
+            num_heads: h,
+            num_kv_heads: kv,
+            head_dim: hd,
+        }
+    }
+
+    /// `x`: `[batch, queries, hidden]`; `mask`: `[batch, queries, keys]`, `true` = blocked.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        mask: Option<&Tensor<B, 3, Bool>>,
+        cache: Option<CacheSlot<'_, B>>,
+    ) -> Tensor<B, 3> {
+        let [batch, len, _] = x.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+
+        // 1. Project and split heads: (B, L, H*D) -> (B, H, L, D).
+        let split = |t: Tensor<B, 3>, heads: usize, norm: &Option<RmsNorm<B>>| {
+            let t = t.reshape([batch, len, heads, hd]);
+            let t = match norm {
+                Some(norm) => norm.forward(t),
+                None => t,
+            };
+            t.swap_dims(1, 2)
+        };
+        let q = split(self.q_proj.forward(x.clone()), h, &self.q_norm);
+        let k = split(self.k_proj.forward(x.clone()), kv, &self.k_norm);
+        let v = split(self.v_proj.forward(x), kv, &None);
+
+        // 2. Rotate queries and keys by their absolute positions.
+        let q = rotary.apply(q);
+        let new = LayerKv { keys: rotary.apply(k), values: v };
+
+        // 3. Prepend cached keys/values (and store them when committing).
+        let LayerKv { keys, values } = match cache {
+            Some(slot) => slot.cache.extend(slot.layer, new, slot.usage),
+            None => new,
+        };
+
+        // 4. Grouped-query attention: share each kv head with `h / kv` query heads.
+        let keys = repeat_kv(keys, h / kv);
+        let values = repeat_kv(values, h / kv);
+        let key_len = keys.dims()[2];
+        let mask = mask.map(|m| m.clone().unsqueeze_dim::<4>(1).expand([batch, h, len, key_len]));
+        let out = attention(q, keys, values, mask, None, AttentionModuleOptions::default());
+
+        // 5. Merge heads: (B, H, L, D) -> (B, L, H*D), output projection.
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, len, h * hd]))
+    }
+}
+
+/// `[b, kv, L, d]` -> `[b, kv * groups, L, d]`, each kv head repeated `groups` times
+/// consecutively (the order transformers' `repeat_kv` uses).
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kv, len, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, kv, groups, len, d]).reshape([b, kv * groups, len, d])
+}

@@ -1,0 +1,41 @@
+//! One pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+
+use burn::nn::{RmsNorm, RmsNormConfig};
+use burn::prelude::*;
+use burn::tensor::Bool;
+
+use crate::attention::{Attention, CacheSlot};
+use crate::config::ModelConfig;
+use crate::mlp::Mlp;
+use crate::rope::Rotary;
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    input_layernorm: RmsNorm<B>,
+    self_attn: Attention<B>,
+    post_attention_layernorm: RmsNorm<B>,
+    mlp: Mlp<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let norm = || RmsNormConfig::new(config.hidden_size).with_epsilon(config.rms_norm_eps).init(device);
+        Self {
+            input_layernorm: norm(),
+            self_attn: Attention::new(config, device),
+            post_attention_layernorm: norm(),
+            mlp: Mlp::new(config, device),
+        }
+    }
+
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        mask: Option<&Tensor<B, 3, Bool>>,
+        cache: Option<CacheSlot<'_, B>>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rotary, mask, cache);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+}

@@ -1,0 +1,96 @@
+//! Key/value cache owned by the caller and passed to the model as `&mut`.
+//!
+//! Block-causal attention makes caching exact: a committed block never attends to
+//! anything after it, so its keys and values are final once written. The active block
+//! is recomputed at every denoising step against the cached prefix and only appended
+//! ([`CacheUse::Commit`]) when it is complete.
+
+use burn::prelude::*;
+use burn::tensor::Int;
+
+/// Whether a cached forward pass appends its keys/values to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Append the new tokens' keys/values (prefill, committing a finished block).
+    Commit,
+    /// Append only the first `n` new tokens: a finished block committed in the same
+    /// pass as the first denoising step of the next block.
+    CommitFirst(usize),
+    /// Attend to the cache but leave it unchanged (a denoising step of the active block).
+    ReadOnly,
+}
+
+impl CacheUse {
+    /// How many of `new` tokens this pass appends.
+    pub fn committed(self, new: usize) -> usize {
+        match self {
+            Self::Commit => new,
+            Self::CommitFirst(n) => n.min(new),
+            Self::ReadOnly => 0,
+        }
+    }
+}
+
+/// Keys and values of one layer, `[batch, kv_heads, cached_len, head_dim]` (before
+/// grouped-query expansion, so the cache is `num_attention_heads / num_kv_heads` smaller).
+#[derive(Debug, Clone)]
+pub struct LayerKv<B: Backend> {
+    pub keys: Tensor<B, 4>,
+    pub values: Tensor<B, 4>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<LayerKv<B>>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers], len: 0 }
+    }
+
+    /// Number of cached positions (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keys/values of `layer` followed by the new ones; stores them when committing.
+    pub(crate) fn extend(&mut self, layer: usize, new: LayerKv<B>, usage: CacheUse) -> LayerKv<B> {
+        let new_len = new.keys.dims()[2];
+        let full = match &self.layers[layer] {
+            None => new,
+            Some(old) => LayerKv {
+                keys: Tensor::cat(vec![old.keys.clone(), new.keys], 2),
+                values: Tensor::cat(vec![old.values.clone(), new.values], 2),
+            },
+        };
+        let keep = self.len + usage.committed(new_len);
+        if keep == self.len + new_len {
+            self.layers[layer] = Some(full.clone());
+        } else if keep > self.len {
+            self.layers[layer] = Some(LayerKv {
+                keys: full.keys.clone().slice(s![.., .., 0..keep]),
+                values: full.values.clone().slice(s![.., .., 0..keep]),
+            });
+        }
+        full
+    }
+
+    /// Records that a committing pass appended `count` positions to every layer.
+    pub(crate) fn advance(&mut self, count: usize) {
+        self.len += count;
+    }
+
+    /// Keeps only the given batch rows (e.g. drop sequences that finished).
+    pub fn retain_rows(&mut self, rows: Tensor<B, 1, Int>) {
+        for kv in self.layers.iter_mut().flatten() {
+            kv.keys = kv.keys.clone().select(0, rows.clone());
+            kv.values = kv.values.clone().select(0, rows.clone());
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! `opdlm-model`: one transformer for the Llama family (Llama/SmolLM2, Qwen2/2.5, Qwen3),
+//! generic over the Burn backend, usable as a causal teacher and as a block-causal
+//! diffusion student with an exact block KV cache.
+
+pub mod attention;
+pub mod block;
+pub mod cache;
+pub mod config;
+pub mod load;
+pub mod mask;
+pub mod mlp;
+pub mod rope;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use cache::{CacheUse, KvCache};
+pub use config::{Architecture, DiffusionConfig, ModelConfig};
+pub use mask::{AttentionMode, Layout};
+pub use transformer::Transformer;
+pub use load::{load_model, load_pretrained, load_tokenizer, LoadError, Pretrained};
+pub use tokenizer::{ChatMessage, TextTokenizer};

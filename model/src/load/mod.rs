@@ -1,0 +1,142 @@
+//! Loading pretrained checkpoints (Hugging Face directories and GGUF files) and saving
+//! converted models back as Hugging Face directories.
+//!
+//! Every source is turned into a list of [`NamedTensor`]s carrying Hugging Face key
+//! names; [`apply_weights`] hands them to burn-store, which matches them to module paths
+//! (ours mirror HF's keys, with the one renaming rule below), transposes linear weights
+//! (PyTorch `[out, in]` → Burn `[in, out]`) and checks every shape. Loading is strict: a
+//! missing or unused tensor is an error naming it.
+
+pub mod gguf;
+pub mod gguf_model;
+mod gguf_quants;
+#[cfg(test)]
+mod gguf_tests;
+pub mod gguf_tokenizer;
+pub mod hf_dir;
+pub mod save;
+
+use std::path::Path;
+
+use burn::module::ParamId;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
+
+use crate::config::ConfigError;
+use crate::tokenizer::{TextTokenizer, TokenizerError};
+use crate::transformer::Transformer;
+
+/// One checkpoint tensor under its Hugging Face name, already converted to f32.
+pub struct NamedTensor {
+    pub name: String,
+    pub data: TensorData,
+}
+
+/// A model and the tokenizer that came with it.
+pub struct Pretrained<B: Backend> {
+    pub model: Transformer<B>,
+    pub tokenizer: TextTokenizer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("{origin}: weights do not match the model described by its config:\n{details}")]
+    Weights { origin: String, details: String },
+}
+
+impl LoadError {
+    pub(crate) fn file(path: &Path, message: impl std::fmt::Display) -> Self {
+        Self::File { path: path.display().to_string(), message: message.to_string() }
+    }
+}
+
+/// Loads a Hugging Face model directory or a `.gguf` file, with its tokenizer.
+pub fn load_pretrained<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B>, LoadError> {
+    Ok(Pretrained { model: load_model(path, device)?, tokenizer: load_tokenizer(path)? })
+}
+
+/// Loads only the weights (and config) of a model directory or `.gguf` file.
+pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Transformer<B>, LoadError> {
+    match Source::of(path)? {
+        Source::HfDir => hf_dir::load_model(path, device),
+        Source::Gguf => gguf_model::load_model(path, device),
+    }
+}
+
+/// Loads only the tokenizer (and chat template) of a model directory or `.gguf` file.
+pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, LoadError> {
+    match Source::of(path)? {
+        Source::HfDir => Ok(TextTokenizer::from_hf_dir(path)?),
+        Source::Gguf => gguf_model::load_tokenizer(path),
+    }
+}
+
+enum Source {
+    HfDir,
+    Gguf,
+}
+
+impl Source {
+    fn of(path: &Path) -> Result<Self, LoadError> {
+        if path.is_dir() {
+            Ok(Self::HfDir)
+        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            Ok(Self::Gguf)
+        } else if path.exists() {
+            Err(LoadError::file(path, "not a model: expected a Hugging Face model directory (config.json + *.safetensors) or a .gguf file"))
+        } else {
+            Err(LoadError::file(path, "no such file or directory"))
+        }
+    }
+}
+
+/// The one key that differs between HF checkpoints and our module paths: HF calls the
+/// RMSNorm scale `weight`, Burn's `RmsNorm` calls it `gamma` (burn-store's PyTorch
+/// adapter renames LayerNorm/BatchNorm parameters but not RMSNorm's).
+pub(crate) const NORM_SCALE_HF: &str = "weight";
+pub(crate) const NORM_SCALE_BURN: &str = "gamma";
+
+/// Our module path for an HF key.
+fn module_path(hf_key: &str) -> Vec<String> {
+    let mut path: Vec<String> = hf_key.split('.').map(String::from).collect();
+    let n = path.len();
+    if n >= 2 && path[n - 2].ends_with("norm") && path[n - 1] == NORM_SCALE_HF {
+        path[n - 1] = NORM_SCALE_BURN.to_string();
+    }
+    path
+}
+
+/// Applies `tensors` to a freshly built `model`, failing on any missing, unused or
+/// mis-shaped tensor. `origin` names the source in errors.
+pub(crate) fn apply_weights<B: Backend>(
+    mut model: Transformer<B>,
+    tensors: Vec<NamedTensor>,
+    origin: &str,
+) -> Result<Transformer<B>, LoadError> {
+    let snapshots = tensors
+        .into_iter()
+        .map(|t| {
+            TensorSnapshot::from_data(t.data, module_path(&t.name), vec![], ParamId::new())
+        })
+        .collect();
+    let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    if result.errors.is_empty() && result.missing.is_empty() && result.unused.is_empty() {
+        Ok(model)
+    } else {
+        Err(LoadError::Weights { origin: origin.to_string(), details: format!("{result}") })
+    }
+}
+
+/// Converts raw little-endian bytes of a supported float dtype to f32 `TensorData`.
+pub(crate) fn f32_tensor(bytes: Vec<u8>, shape: Vec<usize>, dtype: burn::tensor::DType) -> TensorData {
+    TensorData::from_bytes_vec(bytes, shape, dtype).convert::<f32>()
+}

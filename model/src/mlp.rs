@@ -1,0 +1,27 @@
+//! SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+use crate::config::ModelConfig;
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    gate_proj: Linear<B>,
+    up_proj: Linear<B>,
+    down_proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let (d, ff) = (config.hidden_size, config.intermediate_size);
+        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        Self { gate_proj: linear(d, ff), up_proj: linear(d, ff), down_proj: linear(ff, d) }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}

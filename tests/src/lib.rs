@@ -1,0 +1,44 @@
+//! Shared helpers of the cross-crate tests: fixture paths, the real SmolLM2 checkpoint
+//! (fetched on first use by `scripts/fetch-smollm2.sh`), and comparison utilities.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The backend the tests run on (`wgpu` when that feature is on, else CPU ndarray).
+#[cfg(not(feature = "wgpu"))]
+pub type TestBackend = burn::backend::NdArray<f32>;
+#[cfg(feature = "wgpu")]
+pub type TestBackend = burn::backend::Wgpu;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests").join("fixtures").join(name)
+}
+
+/// Path of the SmolLM2-135M-Instruct GGUF: `$OPDLM_SMOLLM2_GGUF`, or the project cache,
+/// fetched (sha256-checked) by `scripts/fetch-smollm2.sh` when missing.
+pub fn smollm2_gguf() -> PathBuf {
+    static FETCH: Mutex<()> = Mutex::new(());
+    if let Some(path) = std::env::var_os("OPDLM_SMOLLM2_GGUF") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("OPDLM_CACHE").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".cache"));
+    let path = cache.join("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let script = repo_root().join("scripts").join("fetch-smollm2.sh");
+        let status = std::process::Command::new("bash").arg(&script).status().expect("run fetch-smollm2.sh");
+        assert!(status.success(), "{} failed: the SmolLM2 GGUF is needed by this test", script.display());
+    }
+    assert!(path.exists(), "{} missing after fetching", path.display());
+    path
+}
+
+/// Largest absolute difference between two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

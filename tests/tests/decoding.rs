@@ -1,0 +1,201 @@
+//! Decoding invariants on the tiny fixtures, each checked against an independent,
+//! uncached implementation written here:
+//! - block size 1 + static == greedy autoregressive decoding, token for token;
+//! - cached block decoding == uncached block decoding;
+//! - `dynamic(γ ≥ 1)` == static with one token per step;
+//! - a batch of N ragged prompts == N single runs;
+//! - stop-token truncation, and lengths that are not multiples of the block size.
+
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
+use opdlm_model::{load_model, AttentionMode, Layout, Transformer};
+use opdlm_tests::{fixture, TestBackend};
+
+type B = TestBackend;
+
+/// Tiny fixtures have no tokenizer; their 96 ids are all "real", so the mask is a new row.
+const FIXTURE_VOCAB: usize = 96;
+
+fn model(name: &str, block: usize, shift: bool) -> Transformer<B> {
+    load_model::<B>(&fixture(name), &Default::default()).unwrap().into_diffusion(FIXTURE_VOCAB, block, shift)
+}
+
+fn config(block: usize, steps: usize, max_new: usize, rule: CommitRule) -> DecodeConfig {
+    DecodeConfig {
+        block_size: block,
+        steps_per_block: steps,
+        max_new_tokens: max_new,
+        sampling: SamplingConfig::GREEDY,
+        rule,
+        stop_tokens: vec![],
+        seed: 0,
+        shift_logits: None,
+        record_states: false,
+    }
+}
+
+fn run(model: &Transformer<B>, prompts: &[Vec<u32>], config: &DecodeConfig) -> Vec<Vec<u32>> {
+    generate(model, prompts, config, |_| {}).unwrap().rows.into_iter().map(|r| r.tokens).collect()
+}
+
+fn logits_rows(model: &Transformer<B>, seq: &[u32], mode: AttentionMode) -> Vec<Vec<f32>> {
+    let device = Default::default();
+    let ids: Vec<i64> = seq.iter().map(|&t| t as i64).collect();
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, seq.len()]), &device);
+    let logits = model.forward(tokens, &Layout::contiguous(mode, 1, 0, seq.len(), &device));
+    let vocab = logits.dims()[2];
+    let flat: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap();
+    flat.chunks(vocab).map(|c| c.to_vec()).collect()
+}
+
+/// Argmax excluding the mask id; ties go to the lowest id (as the sampler's top-k does).
+fn argmax(row: &[f32], mask_id: u32) -> (u32, f32) {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        if i as u32 != mask_id && v > best.1 {
+            best = (i as u32, v);
+        }
+    }
+    best
+}
+
+/// Reference greedy AR decoding: full uncached causal pass per token.
+fn uncached_ar(model: &Transformer<B>, prompt: &[u32], max_new: usize) -> Vec<u32> {
+    let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
+    let mut seq = prompt.to_vec();
+    for _ in 0..max_new {
+        let rows = logits_rows(model, &seq, AttentionMode::Causal);
+        seq.push(argmax(rows.last().unwrap(), mask_id).0);
+    }
+    seq[prompt.len()..].to_vec()
+}
+
+/// Reference block decoding: uncached block-causal passes over the whole sequence, static
+/// rule with one token per step, blocks aligned to absolute positions.
+fn uncached_block_static(model: &Transformer<B>, prompt: &[u32], block: usize, max_new: usize, shift: bool) -> Vec<u32> {
+    let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
+    let end = prompt.len() + max_new;
+    let mut seq: Vec<u32> = prompt.iter().copied().chain(std::iter::repeat_n(mask_id, max_new)).collect();
+    let mut block_start = prompt.len() / block * block;
+    while block_start < end {
+        let block_end = (block_start + block).min(end);
+        while seq[block_start..block_end].contains(&mask_id) {
+            let rows = logits_rows(model, &seq[..block_end], AttentionMode::BlockCausal { block_size: block });
+            let softmax_max = |row: &[f32]| {
+                let (t, m) = argmax(row, mask_id);
+                let z: f32 = row.iter().enumerate().filter(|(i, _)| *i as u32 != mask_id).map(|(_, v)| (v - m).exp()).sum();
+                (t, 1.0 / z)
+            };
+            let best = (block_start..block_end)
+                .filter(|&s| seq[s] == mask_id)
+                .map(|s| (s, softmax_max(&rows[s - usize::from(shift)])))
+                .fold(None, |acc: Option<(usize, (u32, f32))>, x| match acc {
+                    Some(a) if a.1 .1 >= x.1 .1 => Some(a),
+                    _ => Some(x),
+                })
+                .unwrap();
+            seq[best.0] = best.1 .0;
+        }
+        block_start = block_end;
+    }
+    seq[prompt.len()..].to_vec()
+}
+
+fn prompts() -> Vec<Vec<u32>> {
+    vec![vec![5, 17, 33, 2, 71], vec![9, 1, 44, 60, 23, 8, 90], vec![40, 41, 42, 43, 44, 45]]
+}
+
+#[test]
+fn block_size_one_static_equals_greedy_autoregressive_decoding() {
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let m = model(name, 1, true);
+        for prompt in prompts() {
+            let want = uncached_ar(&m, &prompt, 9);
+            let block1 = run(&m, &[prompt.clone()], &config(1, 1, 9, CommitRule::Static)).remove(0);
+            let ar = run(&m, &[prompt.clone()], &DecodeConfig::autoregressive(9, SamplingConfig::GREEDY, vec![], 0)).remove(0);
+            assert_eq!(block1, want, "{name}: block-1 static vs uncached AR");
+            assert_eq!(ar, want, "{name}: AR decoder vs uncached AR");
+        }
+    }
+}
+
+#[test]
+fn cached_block_decoding_equals_uncached_block_decoding() {
+    for shift in [false, true] {
+        for block in [2, 4] {
+            let m = model("tiny-qwen3", block, shift);
+            for prompt in prompts() {
+                // 10 new tokens: not a multiple of either block size with these prompts.
+                let want = uncached_block_static(&m, &prompt, block, 10, shift);
+                let got = run(&m, &[prompt.clone()], &config(block, block, 10, CommitRule::Static)).remove(0);
+                assert_eq!(got, want, "block {block} shift {shift} prompt len {}", prompt.len());
+                assert_eq!(got.len(), 10);
+            }
+        }
+    }
+}
+
+#[test]
+fn dynamic_with_threshold_one_equals_static_one_token_per_step() {
+    let m = model("tiny-llama", 4, false);
+    for prompt in prompts() {
+        let stat = run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Static));
+        let dynamic = run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Dynamic { threshold: 1.0 }));
+        assert_eq!(dynamic, stat);
+    }
+}
+
+#[test]
+fn batch_of_ragged_prompts_equals_single_runs() {
+    for (block, rule) in [(4, CommitRule::Static), (3, CommitRule::Dynamic { threshold: 0.3 }), (1, CommitRule::Static)] {
+        let m = model("tiny-llama", block, false);
+        let cfg = config(block, block, 9, rule);
+        let batch = run(&m, &prompts(), &cfg);
+        for (i, prompt) in prompts().into_iter().enumerate() {
+            assert_eq!(batch[i], run(&m, &[prompt], &cfg).remove(0), "block {block} row {i}");
+        }
+    }
+}
+
+#[test]
+fn generation_stops_at_the_first_stop_token_and_drops_the_rest() {
+    let m = model("tiny-qwen2", 4, false);
+    let cfg = config(4, 4, 12, CommitRule::Static);
+    let free = run(&m, &prompts(), &cfg);
+    // Use a token that appears in the middle of the first row's output as "EOS".
+    let stop = free[0][5];
+    let first = free[0].iter().position(|&t| t == stop).unwrap();
+    let stopped = generate(&m, &prompts(), &DecodeConfig { stop_tokens: vec![stop], ..cfg }, |_| {}).unwrap();
+    let row = &stopped.rows[0];
+    assert!(row.stopped);
+    assert_eq!(row.tokens, free[0][..=first].to_vec());
+    assert_eq!(row.text_tokens(), &free[0][..first]);
+    for (i, out) in stopped.rows.iter().enumerate().skip(1) {
+        let cut = free[i].iter().position(|&t| t == stop).map_or(free[i].len(), |p| p + 1);
+        assert_eq!(out.tokens, free[i][..cut].to_vec(), "row {i}");
+    }
+}
+
+#[test]
+fn recorded_states_are_the_trajectory_implied_by_first_unmask_steps() {
+    let m = model("tiny-llama", 4, false);
+    let cfg = DecodeConfig { record_states: true, ..config(4, 2, 10, CommitRule::Dynamic { threshold: 0.2 }) };
+    let mask_id = m.config().diffusion.as_ref().unwrap().mask_token_id;
+    let out = generate(&m, &prompts(), &cfg, |_| {}).unwrap();
+    for (row, prompt) in out.rows.iter().zip(prompts()) {
+        assert_eq!(row.states.len(), row.steps);
+        for state in &row.states {
+            for (k, &token) in state.tokens.iter().enumerate() {
+                let pos = state.block_start + k;
+                let expected = if pos < prompt.len() {
+                    prompt[pos]
+                } else {
+                    let j = pos - prompt.len();
+                    if row.first_unmask_step[j] < state.step { row.tokens[j] } else { mask_id }
+                };
+                assert_eq!(token, expected, "step {} position {pos}", state.step);
+            }
+        }
+    }
+}

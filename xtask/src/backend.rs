@@ -1,0 +1,61 @@
+//! `--backend`: which Burn backend runs a command. Backends are cargo features; asking
+//! for one that this binary was built without rebuilds with it (once) and re-runs.
+
+use burn::prelude::Backend;
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// CPU (burn-ndarray); the default build.
+    Ndarray,
+    /// Vulkan / Metal / DirectX 12 through wgpu (feature `wgpu`).
+    Wgpu,
+    /// NVIDIA CUDA (feature `cuda`; needs only the driver at run time).
+    Cuda,
+}
+
+impl BackendKind {
+    fn feature(self) -> &'static str {
+        match self {
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+/// A command body that runs on any backend.
+pub trait BackendTask {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
+}
+
+/// Runs `task` on `kind`, or rebuilds this binary with the needed feature and re-runs it.
+pub fn dispatch(kind: BackendKind, task: impl BackendTask) -> anyhow::Result<()> {
+    match kind {
+        #[cfg(feature = "ndarray")]
+        BackendKind::Ndarray => task.run::<burn::backend::NdArray<f32>>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => task.run::<burn::backend::Wgpu>(Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => task.run::<burn::backend::Cuda>(Default::default()),
+        #[allow(unreachable_patterns)]
+        missing => rebuild_with(missing),
+    }
+}
+
+fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
+    let feature = kind.feature();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = format!("cargo run --release -p xtask --features {feature} -- {}", args.join(" "));
+    if std::env::var_os("OPDLM_REBUILT").is_some() {
+        anyhow::bail!("backend `{feature}` is not compiled into this binary even after a rebuild; run: {command}");
+    }
+    eprintln!("backend `{feature}` is not compiled in; rebuilding: {command}");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--release", "-p", "xtask", "--features", feature, "--"])
+        .args(&args)
+        .env("OPDLM_REBUILT", "1")
+        .status()
+        .map_err(|e| anyhow::anyhow!("could not start cargo ({e}); run yourself: {command}"))?;
+    std::process::exit(status.code().unwrap_or(1));
+}

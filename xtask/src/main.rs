@@ -1,0 +1,25 @@
+//! `cargo xtask <command>`: the opdlm command line.
+
+mod backend;
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Convert autoregressive LMs into block-diffusion LMs (OPDLM) and decode them fast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text with block-diffusion (or autoregressive) decoding, streaming blocks as they commit.
+    Infer(commands::infer::InferArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Infer(args) => commands::infer::run(args),
+    }
+}
