@@ -95,7 +95,14 @@ impl<B: Backend> Transformer<B> {
     pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze::<3>()),
+            None => {
+                // Tied head: logits = h · Eᵀ. Computed as (E · hᵀ)ᵀ so the large embedding
+                // matrix is read in its stored layout; transposing it would copy it every call.
+                let [batch, len, dim] = hidden.dims();
+                let weight = self.model.embed_tokens.weight.val();
+                let vocab = weight.dims()[0];
+                weight.matmul(hidden.reshape([batch * len, dim]).transpose()).transpose().reshape([batch, len, vocab])
+            }
         }
     }
 
@@ -128,12 +135,13 @@ impl<B: Backend> Transformer<B> {
     fn append_mean_embedding_row(mut self) -> Self {
         let weight = self.model.embed_tokens.weight.val();
         let mean = weight.clone().mean_dim(0);
-        self.model.embed_tokens.weight = Param::from_tensor(Tensor::cat(vec![weight, mean], 0));
+        // Detached: a new leaf parameter, also on autodiff backends.
+        self.model.embed_tokens.weight = Param::from_tensor(Tensor::cat(vec![weight, mean], 0).detach());
         if let Some(head) = &mut self.lm_head {
             // The mask token is never predicted (its logit is -inf), so its output row is zero.
             let w = head.weight.val(); // [hidden, vocab]
             let zeros = Tensor::zeros([w.dims()[0], 1], &w.device());
-            head.weight = Param::from_tensor(Tensor::cat(vec![w, zeros], 1));
+            head.weight = Param::from_tensor(Tensor::cat(vec![w, zeros], 1).detach());
         }
         self.config.vocab_size += 1;
         self

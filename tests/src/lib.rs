@@ -42,3 +42,25 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// A copy of a tiny fixture model in a fresh directory, with a word-level tokenizer over
+/// its 96 ids (`t0` … `t95`; `t2` is the EOS of its config) so it can be trained and
+/// decoded like a real checkpoint.
+pub fn tiny_model_dir(name: &str, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("opdlm-{name}-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..96).map(|i| (format!("t{i}"), i.into())).collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": { "type": "WhitespaceSplit" }, "post_processor": null,
+        "decoder": null, "model": { "type": "WordLevel", "vocab": vocab, "unk_token": "t0" }
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"eos_token": "t2"}"#).unwrap();
+    dir
+}

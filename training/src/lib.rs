@@ -1,1 +1,20 @@
+//! `opdlm-training`: on-policy distillation of an autoregressive teacher into a
+//! block-diffusion student (OPDLM), and the paper's baselines, trained through
+//! burn-train's `Learner`.
 
+pub mod clip;
+pub mod config;
+pub mod curriculum;
+pub mod data;
+pub mod example;
+pub mod metrics;
+pub mod objective;
+pub mod plot;
+pub mod rollout;
+pub mod schedule;
+pub mod state;
+pub mod step;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use trainer::{train, TrainSummary};

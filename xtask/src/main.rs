@@ -16,10 +16,13 @@ struct Cli {
 enum Command {
     /// Generate text with block-diffusion (or autoregressive) decoding, streaming blocks as they commit.
     Infer(commands::infer::InferArgs),
+    /// Convert an autoregressive model into a block-diffusion model by on-policy distillation (or a baseline objective).
+    Train(Box<commands::train::TrainArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Infer(args) => commands::infer::run(args),
+        Command::Train(args) => commands::train::run(*args),
     }
 }

@@ -1,1 +1,2 @@
 pub mod infer;
+pub mod train;

@@ -1,0 +1,192 @@
+//! Training prompts and the step loader that feeds the Learner.
+//!
+//! A batch is a pure function of (seed, global step): which prompts it holds and the
+//! seed of its rollouts. Resuming therefore needs no data-loader state beyond the step.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::prelude::Backend;
+use opdlm_inference::prompts::read_prompt_file;
+use opdlm_model::TextTokenizer;
+use rand::seq::SliceRandom;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::rollout::PromptItem;
+
+/// One training step's input.
+#[derive(Debug, Clone)]
+pub struct PromptBatch {
+    /// Global step (0-based): drives the curriculum and the rollout seed.
+    pub step: usize,
+    pub items: Vec<PromptItem>,
+    pub seed: u64,
+}
+
+/// Reads and tokenizes a prompt file. With `chat`, prompts are rendered by the chat
+/// template; `answer`s become reference responses (followed by the first stop token).
+pub fn load_prompts(path: &Path, tokenizer: &TextTokenizer, chat: bool, stop: Option<u32>) -> Result<Vec<PromptItem>, String> {
+    let records = read_prompt_file(path).map_err(|e| e.to_string())?;
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let text = match (chat, &record.prompt) {
+                (true, _) => tokenizer.render_chat(&record.messages(), true).map_err(|e| format!("{}: record {}: {e}", path.display(), i + 1))?,
+                (false, Some(p)) => p.clone(),
+                (false, None) => return Err(format!("{}: record {} has `messages`; train with chat templates on (--chat)", path.display(), i + 1)),
+            };
+            let prompt = tokenizer.encode(&text).map_err(|e| e.to_string())?;
+            let response = match &record.answer {
+                Some(answer) => {
+                    let mut ids = tokenizer.encode(answer).map_err(|e| e.to_string())?;
+                    ids.extend(stop);
+                    Some(ids)
+                }
+                None => None,
+            };
+            Ok(PromptItem { prompt, response })
+        })
+        .collect()
+}
+
+/// Yields `steps_per_epoch` batches per Learner epoch; the epoch counter starts at the
+/// resumed epoch so that the data order continues exactly.
+#[derive(Clone)]
+pub struct StepLoader {
+    items: Arc<Vec<PromptItem>>,
+    batch_size: usize,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    seed: u64,
+    epochs_started: Arc<AtomicUsize>,
+}
+
+impl StepLoader {
+    pub fn new(items: Vec<PromptItem>, batch_size: usize, steps_per_epoch: usize, total_steps: usize, seed: u64, resume_epoch: usize) -> Self {
+        Self {
+            items: Arc::new(items),
+            batch_size,
+            steps_per_epoch,
+            total_steps,
+            seed,
+            epochs_started: Arc::new(AtomicUsize::new(resume_epoch)),
+        }
+    }
+
+    /// The batch of global step `step`: prompts taken in a seeded shuffled order, one
+    /// fresh permutation per pass over the data.
+    pub fn batch(&self, step: usize) -> PromptBatch {
+        let n = self.items.len();
+        let items = (0..self.batch_size)
+            .map(|i| {
+                let index = step * self.batch_size + i;
+                let (pass, offset) = (index / n, index % n);
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut StdRng::seed_from_u64(self.seed ^ (pass as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                self.items[order[offset]].clone()
+            })
+            .collect();
+        PromptBatch { step, items, seed: self.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)) }
+    }
+}
+
+struct StepIter {
+    loader: StepLoader,
+    next: usize,
+    end: usize,
+    start: usize,
+}
+
+impl Iterator for StepIter {
+    type Item = PromptBatch;
+    fn next(&mut self) -> Option<PromptBatch> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.loader.batch(self.next - 1)
+        })
+    }
+}
+
+impl DataLoaderIterator<PromptBatch> for StepIter {
+    fn progress(&self) -> Progress {
+        Progress::new(self.next - self.start, self.end - self.start)
+    }
+}
+
+impl<B: Backend> DataLoader<B, PromptBatch> for StepLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<PromptBatch> + 'a> {
+        let epoch = self.epochs_started.fetch_add(1, Ordering::SeqCst);
+        let start = (epoch * self.steps_per_epoch).min(self.total_steps);
+        let end = ((epoch + 1) * self.steps_per_epoch).min(self.total_steps);
+        Box::new(StepIter { loader: self.clone(), next: start, end, start })
+    }
+
+    fn num_items(&self) -> usize {
+        self.steps_per_epoch * self.batch_size
+    }
+
+    fn to_device(&self, _device: &B::Device) -> Arc<dyn DataLoader<B, PromptBatch>> {
+        Arc::new(self.clone())
+    }
+
+    fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<B, PromptBatch>> {
+        Arc::new(self.clone())
+    }
+}
+
+/// A loader with no batches: the Learner requires a validation loader.
+#[derive(Clone)]
+pub struct NoValidation;
+
+impl<B: Backend> DataLoader<B, PromptBatch> for NoValidation {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<PromptBatch> + 'a> {
+        Box::new(StepIter {
+            loader: StepLoader::new(vec![], 1, 0, 0, 0, 0),
+            next: 0,
+            end: 0,
+            start: 0,
+        })
+    }
+    fn num_items(&self) -> usize {
+        0
+    }
+    fn to_device(&self, _device: &B::Device) -> Arc<dyn DataLoader<B, PromptBatch>> {
+        Arc::new(self.clone())
+    }
+    fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<B, PromptBatch>> {
+        Arc::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<PromptItem> {
+        (0..n).map(|i| PromptItem { prompt: vec![i as u32], response: None }).collect()
+    }
+
+    #[test]
+    fn batches_depend_only_on_the_step_and_cover_each_pass() {
+        let a = StepLoader::new(items(5), 2, 3, 10, 7, 0);
+        let b = StepLoader::new(items(5), 2, 3, 10, 7, 2);
+        assert_eq!(a.batch(4).items, b.batch(4).items);
+        assert_eq!(a.batch(4).seed, b.batch(4).seed);
+        // Steps 0..2 hold indices 0..4 and 4..5 of pass 0: every prompt once in the pass.
+        let mut seen: Vec<u32> = (0..2).flat_map(|s| a.batch(s).items).map(|i| i.prompt[0]).collect();
+        seen.push(a.batch(2).items[0].prompt[0]);
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn resumed_loader_continues_at_its_epoch() {
+        let loader = StepLoader::new(items(4), 1, 3, 8, 0, 2);
+        let steps: Vec<usize> = DataLoader::<burn::backend::NdArray, _>::iter(&loader).map(|b| b.step).collect();
+        assert_eq!(steps, vec![6, 7]);
+    }
+}

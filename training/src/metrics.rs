@@ -1,0 +1,162 @@
+//! What the user sees during training: burn-train metrics fed from [`StepOutput`], and a
+//! renderer that draws a progress bar with the latest numbers and appends one JSON line
+//! per step to `metrics.jsonl` (the source of the plots and of the final summary).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::train::metric::state::{FormatOptions, NumericMetricState};
+use burn::train::metric::{Metric, MetricAttributes, MetricDefinition, MetricId, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry, SerializedEntry};
+use burn::train::renderer::{EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining, ProgressType, TrainingProgress};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+
+use crate::step::StepOutput;
+
+/// One number of [`StepOutput`] as a burn-train metric.
+#[derive(Clone)]
+pub struct ScalarMetric {
+    name: MetricName,
+    pick: fn(&StepOutput) -> f64,
+    state: NumericMetricState,
+}
+
+impl ScalarMetric {
+    pub fn new(name: &str, pick: fn(&StepOutput) -> f64) -> Self {
+        Self { name: Arc::new(name.to_string()), pick, state: NumericMetricState::default() }
+    }
+}
+
+impl Metric for ScalarMetric {
+    type Input = StepOutput;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes { unit: None, higher_is_better: false }.into()
+    }
+
+    fn update(&mut self, item: &StepOutput, _metadata: &MetricMetadata) -> SerializedEntry {
+        let value = (self.pick)(item);
+        self.state.update(value, item.batch_size.max(1), FormatOptions::new(self.name()).precision(4))
+    }
+
+    fn clear(&mut self) {
+        self.state.reset()
+    }
+}
+
+impl Numeric for ScalarMetric {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}
+
+/// The metrics every run logs, by name.
+pub fn step_metrics() -> Vec<ScalarMetric> {
+    vec![
+        ScalarMetric::new("loss", |o| o.loss),
+        ScalarMetric::new("tokens", |o| o.tokens as f64),
+        ScalarMetric::new("rollout_len", |o| o.rollout_len),
+        ScalarMetric::new("max_rollout_len", |o| o.max_rollout_len as f64),
+        ScalarMetric::new("rollout_tokens_per_forward", |o| o.rollout_tokens_per_forward),
+        ScalarMetric::new("rollout_seconds", |o| o.rollout_seconds),
+        ScalarMetric::new("loss_seconds", |o| o.loss_seconds),
+    ]
+}
+
+/// Progress bar + `metrics.jsonl`. Training tokens are accumulated here (continuing
+/// from the log when a run resumes), so runs compare by tokens consumed.
+pub struct StepRenderer {
+    names: HashMap<MetricId, String>,
+    current: Vec<(String, f64)>,
+    log: PathBuf,
+    bar: ProgressBar,
+    tokens_total: f64,
+    step: usize,
+}
+
+impl StepRenderer {
+    /// Continues `metrics.jsonl` in `dir` after `first_step` steps (lines past it, from
+    /// an epoch that was interrupted before its checkpoint, are dropped).
+    pub fn new(dir: &Path, first_step: usize, total_steps: usize) -> std::io::Result<Self> {
+        let log = dir.join("metrics.jsonl");
+        let kept: Vec<serde_json::Value> = read_log(&log).into_iter().filter(|v| v["step"].as_u64().is_some_and(|s| (s as usize) < first_step)).collect();
+        let tokens_total = kept.last().and_then(|v| v["tokens_total"].as_f64()).unwrap_or(0.0);
+        let mut file = std::fs::File::create(&log)?;
+        for line in &kept {
+            writeln!(file, "{line}")?;
+        }
+        let bar = ProgressBar::new(total_steps as u64);
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"));
+        bar.set_position(first_step as u64);
+        Ok(Self { names: HashMap::new(), current: vec![], log, bar, tokens_total, step: first_step })
+    }
+}
+
+/// Every JSON line of a metrics log (empty when the file does not exist).
+pub fn read_log(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+impl MetricsRendererTraining for StepRenderer {
+    fn update_train(&mut self, state: MetricState) {
+        if let MetricState::Numeric(entry, value) = state {
+            let name = self.names.get(&entry.metric_id).cloned().unwrap_or_default();
+            self.current.push((name, value.current()));
+        }
+    }
+
+    fn update_valid(&mut self, _state: MetricState) {}
+
+    fn render_train(&mut self, _progress: TrainingProgress, _progress_indicators: Vec<ProgressType>) {
+        let mut line = serde_json::Map::new();
+        line.insert("step".into(), self.step.into());
+        for (name, value) in self.current.drain(..) {
+            if name == "tokens" {
+                self.tokens_total += value;
+                line.insert("tokens_total".into(), self.tokens_total.into());
+            }
+            line.insert(name.to_lowercase().replace(' ', "_"), value.into());
+        }
+        let get = |k: &str| line.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        self.bar.set_message(format!(
+            "loss {:.4} | rollout len {:.0} | {:.2} tok/fwd | {:.0} tokens",
+            get("loss"),
+            get("rollout_len"),
+            get("rollout_tokens_per_forward"),
+            self.tokens_total
+        ));
+        self.bar.inc(1);
+        if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&self.log) {
+            let _ = writeln!(file, "{}", serde_json::Value::Object(line));
+        }
+        self.step += 1;
+    }
+
+    fn render_valid(&mut self, _progress: TrainingProgress, _progress_indicators: Vec<ProgressType>) {}
+}
+
+impl MetricsRendererEvaluation for StepRenderer {
+    fn update_test(&mut self, _name: EvaluationName, _state: MetricState) {}
+    fn render_test(&mut self, _item: EvaluationProgress, _progress_indicators: Vec<ProgressType>) {}
+}
+
+impl MetricsRenderer for StepRenderer {
+    fn manual_close(&mut self) {
+        self.bar.finish();
+    }
+
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.names.insert(definition.metric_id, definition.name);
+    }
+}

@@ -1,0 +1,154 @@
+//! The training step: `Distiller` wraps the student (trained) and the frozen teacher, and
+//! implements burn-train's `TrainStep` (rollout → state selection → teacher → student →
+//! loss → backward) and `InferenceStep` through one `forward_training`.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::metric::{Adaptor, ItemLazy};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use opdlm_model::Transformer;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::clip::clip_global_norm;
+use crate::curriculum::Curriculum;
+use crate::data::PromptBatch;
+use crate::example::{example_loss, Targets};
+use crate::objective::Objective;
+use crate::rollout::{make_examples, RolloutSettings};
+
+/// What a step needs besides the two models.
+#[derive(Debug, Clone)]
+pub struct StepSettings {
+    pub objective: Objective,
+    pub rollout: RolloutSettings,
+    pub targets: Targets,
+    pub curriculum: Curriculum,
+    pub mask_id: u32,
+    pub max_grad_norm: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct Distiller<B: Backend> {
+    pub student: Transformer<B>,
+    /// Frozen: skipped by the optimizer and the checkpointer; `no_grad` so its forward
+    /// passes build no autodiff graph.
+    #[module(skip)]
+    pub teacher: Transformer<B>,
+    #[module(skip)]
+    pub settings: StepSettings,
+}
+
+/// Numbers one step reports (plain floats, logged by `crate::metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct StepOutput {
+    pub loss: f64,
+    /// Examples that carried loss.
+    pub examples: usize,
+    /// Tokens consumed (prompt + response of every example).
+    pub tokens: usize,
+    pub rollout_len: f64,
+    pub rollout_tokens_per_forward: f64,
+    pub max_rollout_len: usize,
+    pub rollout_seconds: f64,
+    /// Teacher and student forward passes plus the backward pass.
+    pub loss_seconds: f64,
+    pub batch_size: usize,
+}
+
+impl ItemLazy for StepOutput {
+    type ItemSync = StepOutput;
+    fn sync(self) -> Self {
+        self
+    }
+}
+
+impl Adaptor<StepOutput> for StepOutput {
+    fn adapt(&self) -> StepOutput {
+        self.clone()
+    }
+}
+
+impl<B: Backend> Distiller<B> {
+    pub fn new(student: Transformer<B>, teacher: Transformer<B>, settings: StepSettings) -> Self {
+        Self { student, teacher: teacher.no_grad(), settings }
+    }
+
+    /// Rollout with `rollout_models` (inference copies), then the loss on `self.student`.
+    fn forward_training<R: Backend>(&self, batch: &PromptBatch, rollout_student: &Transformer<R>, rollout_teacher: &Transformer<R>) -> (Option<Tensor<B, 1>>, StepOutput) {
+        let s = &self.settings;
+        let max_len = s.curriculum.max_len_at(batch.step);
+        let mut rng = StdRng::seed_from_u64(batch.seed);
+        let started = Instant::now();
+        let (examples, stats) = make_examples(s.objective, rollout_student, rollout_teacher, &batch.items, max_len, &s.rollout, batch.seed, &mut rng)
+            .unwrap_or_else(|e| panic!("rollout failed at step {}: {e}", batch.step));
+        let rollout_seconds = started.elapsed().as_secs_f64();
+        let losses: Vec<Tensor<B, 1>> = examples
+            .iter()
+            .filter_map(|e| example_loss(&self.student, &self.teacher, e, s.targets, s.rollout.block_size, s.mask_id))
+            .collect();
+        let count = losses.len();
+        let loss = (count > 0).then(|| Tensor::cat(losses, 0).mean());
+        let output = StepOutput {
+            loss: 0.0,
+            examples: count,
+            tokens: examples.iter().map(|e| e.tokens()).sum(),
+            rollout_len: stats.mean_response_len,
+            rollout_tokens_per_forward: stats.tokens_per_forward,
+            max_rollout_len: max_len,
+            rollout_seconds,
+            loss_seconds: 0.0,
+            batch_size: batch.items.len(),
+        };
+        (loss, output)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for Distiller<B> {
+    type Input = PromptBatch;
+    type Output = StepOutput;
+
+    fn step(&self, batch: PromptBatch) -> TrainOutput<StepOutput> {
+        let inner = self.valid();
+        let (loss, mut output) = self.forward_training(&batch, &inner.student, &inner.teacher);
+        let started = Instant::now();
+        let grads = match loss {
+            Some(loss) => {
+                output.loss = loss.clone().into_scalar().elem::<f64>();
+                GradientsParams::from_grads(loss.backward(), self)
+            }
+            // Every response was empty or only a stop token: nothing to learn this step.
+            None => GradientsParams::new(),
+        };
+        output.loss_seconds = started.elapsed().as_secs_f64();
+        TrainOutput { grads, item: output }
+    }
+
+    /// Clips the (accumulated) gradients by their global norm, as `clip_grad_norm_` does,
+    /// then takes the optimizer step.
+    fn optimize<B2, O>(self, optim: &mut O, lr: f64, grads: GradientsParams) -> Self
+    where
+        B2: AutodiffBackend,
+        O: Optimizer<Self, B2>,
+        Self: AutodiffModule<B2>,
+    {
+        let max_norm = self.settings.max_grad_norm;
+        let (grads, _norm) = clip_global_norm::<B2, Self>(&self, grads, max_norm);
+        optim.step(lr, self, grads)
+    }
+}
+
+impl<B: Backend> InferenceStep for Distiller<B> {
+    type Input = PromptBatch;
+    type Output = StepOutput;
+
+    fn step(&self, batch: PromptBatch) -> StepOutput {
+        let (loss, mut output) = self.forward_training(&batch, &self.student, &self.teacher);
+        output.loss = loss.map_or(0.0, |l| l.into_scalar().elem::<f64>());
+        output
+    }
+}
