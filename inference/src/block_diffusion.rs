@@ -45,20 +45,26 @@ pub struct DecodeConfig {
 }
 
 impl DecodeConfig {
+    /// Greedy block-diffusion decoding with `block_size` denoising steps per block at
+    /// most, no stop tokens, seed 0 (override fields with struct update syntax).
+    pub fn diffusion(block_size: usize, max_new_tokens: usize, rule: CommitRule) -> Self {
+        Self {
+            block_size,
+            steps_per_block: block_size,
+            max_new_tokens,
+            sampling: SamplingConfig::GREEDY,
+            rule,
+            stop_tokens: vec![],
+            seed: 0,
+            shift_logits: None,
+            record_states: false,
+        }
+    }
+
     /// Autoregressive decoding in the teacher's semantics: one-slot blocks (block-causal
     /// with blocks of one is causal attention) and shifted logits, one forward per token.
     pub fn autoregressive(max_new_tokens: usize, sampling: SamplingConfig, stop_tokens: Vec<u32>, seed: u64) -> Self {
-        Self {
-            block_size: 1,
-            steps_per_block: 1,
-            max_new_tokens,
-            sampling,
-            rule: CommitRule::Static,
-            stop_tokens,
-            seed,
-            shift_logits: Some(true),
-            record_states: false,
-        }
+        Self { sampling, stop_tokens, seed, shift_logits: Some(true), ..Self::diffusion(1, max_new_tokens, CommitRule::Static) }
     }
 }
 

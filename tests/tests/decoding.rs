@@ -22,17 +22,7 @@ fn model(name: &str, block: usize, shift: bool) -> Transformer<B> {
 }
 
 fn config(block: usize, steps: usize, max_new: usize, rule: CommitRule) -> DecodeConfig {
-    DecodeConfig {
-        block_size: block,
-        steps_per_block: steps,
-        max_new_tokens: max_new,
-        sampling: SamplingConfig::GREEDY,
-        rule,
-        stop_tokens: vec![],
-        seed: 0,
-        shift_logits: None,
-        record_states: false,
-    }
+    DecodeConfig { steps_per_block: steps, ..DecodeConfig::diffusion(block, max_new, rule) }
 }
 
 fn run(model: &Transformer<B>, prompts: &[Vec<u32>], config: &DecodeConfig) -> Vec<Vec<u32>> {

@@ -89,17 +89,7 @@ fn smollm2_matches_transformers_on_logits_tokens_template_and_greedy_answer() {
     let ar = generate(&model, &prompt, &DecodeConfig::autoregressive(20, SamplingConfig::GREEDY, stop.clone(), 0), |_| {}).unwrap();
     assert_eq!(ar.rows[0].tokens, reference.greedy.generated_ids);
     assert_eq!(tokenizer.decode(ar.rows[0].text_tokens()), reference.greedy.text);
-    let block1 = DecodeConfig {
-        block_size: 1,
-        steps_per_block: 1,
-        max_new_tokens: 20,
-        sampling: SamplingConfig::GREEDY,
-        rule: CommitRule::Static,
-        stop_tokens: stop,
-        seed: 0,
-        shift_logits: None,
-        record_states: false,
-    };
+    let block1 = DecodeConfig { stop_tokens: stop, ..DecodeConfig::diffusion(1, 20, CommitRule::Static) };
     let diffusion = generate(&model, &prompt, &block1, |_| {}).unwrap();
     assert_eq!(diffusion.rows[0].tokens, ar.rows[0].tokens);
 }

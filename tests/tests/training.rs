@@ -22,15 +22,10 @@ fn training_states_are_states_the_sampler_visited() {
     let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
     let prompts = vec![vec![5, 17, 33, 2, 71], vec![9, 1, 44, 60, 23, 8, 90], vec![40, 41, 42, 43, 44, 45, 46, 47]];
     let config = DecodeConfig {
-        block_size: block,
-        steps_per_block: block,
-        max_new_tokens: 13,
         sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
-        rule: CommitRule::Dynamic { threshold: 0.3 },
-        stop_tokens: vec![],
         seed: 11,
-        shift_logits: None,
         record_states: true,
+        ..DecodeConfig::diffusion(block, 13, CommitRule::Dynamic { threshold: 0.3 })
     };
     let out = generate(&model, &prompts, &config, |_| {}).unwrap();
     let mut rng = StdRng::seed_from_u64(5);
@@ -116,16 +111,6 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     let student = load_model::<B>(&summary.model_dir, &device).unwrap();
     let diffusion = student.config().diffusion.clone().unwrap();
     assert_eq!((diffusion.block_size, diffusion.shift_logits), (4, false));
-    let decoded = generate(&student, &[vec![10, 20, 30]], &DecodeConfig {
-        block_size: 4,
-        steps_per_block: 4,
-        max_new_tokens: 8,
-        sampling: SamplingConfig::GREEDY,
-        rule: CommitRule::Dynamic { threshold: 0.9 },
-        stop_tokens: vec![],
-        seed: 0,
-        shift_logits: None,
-        record_states: false,
-    }, |_| {}).unwrap();
+    let decoded = generate(&student, &[vec![10, 20, 30]], &DecodeConfig::diffusion(4, 8, CommitRule::Dynamic { threshold: 0.9 }), |_| {}).unwrap();
     assert_eq!(decoded.rows[0].tokens.len(), 8);
 }

@@ -47,14 +47,29 @@ pub enum Targets {
     HardLabels,
 }
 
-/// Loss of one example: the weighted mean over its loss slots, and the mean per-slot
-/// value for logging. `None` when the example has no loss slot.
-///
-/// `teacher` lives on the student's backend but must be `no_grad`: its outputs are
-/// detached and record no autodiff graph.
+/// The teacher's log-probabilities `[slots, vocab]` at the example's loss slots:
+/// a causal pass on `[prompt | x0]`, where position `p + j − 1` predicts slot `j`.
+/// `None` when the example has no loss slot. `teacher` must be `no_grad`.
+pub fn teacher_targets<B: Backend>(teacher: &Transformer<B>, example: &Example, mask_id: u32) -> Option<Tensor<B, 2>> {
+    let slots = example.loss_slots();
+    if slots.is_empty() {
+        return None;
+    }
+    let device = teacher.devices()[0].clone();
+    let (p, r) = (example.prompt.len(), example.response.len());
+    let clean: Vec<u32> = example.prompt.iter().chain(&example.response[..r - 1]).copied().collect();
+    let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, clean.len(), &device);
+    let hidden = teacher.hidden(ids::<B>(&clean, &device), &layout, None);
+    let rows: Vec<i64> = slots.iter().map(|&j| (p + j - 1) as i64).collect();
+    Some(log_probs(rows_logits(teacher, hidden, &rows), teacher.config().vocab_size, mask_id).detach())
+}
+
+/// Loss of one example: the weighted mean of the per-slot loss over its loss slots.
+/// `teacher` holds [`teacher_targets`] for [`Targets::Teacher`]. `None` when the example
+/// has no loss slot.
 pub fn example_loss<B: Backend>(
     student: &Transformer<B>,
-    teacher: &Transformer<B>,
+    teacher: Option<Tensor<B, 2>>,
     example: &Example,
     targets: Targets,
     block_size: usize,
@@ -68,8 +83,8 @@ pub fn example_loss<B: Backend>(
     let (p, r) = (example.prompt.len(), example.response.len());
     let vocab = student.config().vocab_size;
 
-    // 1. Student on [prompt | x0 | x_t]; the noisy copy starts at the block boundary at
-    //    or before the prompt's end.
+    // Student on [prompt | x0 | x_t]; the noisy copy starts at the block boundary at or
+    // before the prompt's end.
     let noisy_start = p / block_size * block_size;
     let mut packed: Vec<u32> = example.prompt.iter().chain(&example.response).copied().collect();
     packed.extend_from_slice(&example.prompt[noisy_start..]);
@@ -77,8 +92,7 @@ pub fn example_loss<B: Backend>(
     let layout = Layout::training(p, r, block_size, 1, &device);
     let hidden = student.hidden(ids::<B>(&packed, &device), &layout, None);
     let rows: Vec<i64> = slots.iter().map(|&j| ((p + r) + (p - noisy_start) + j) as i64).collect();
-    let student_logits = rows_logits(student, hidden, &rows);
-    let student_lp = log_probs(student_logits, vocab, mask_id);
+    let student_lp = log_probs(rows_logits(student, hidden, &rows), vocab, mask_id);
 
     let weights: Vec<f32> = slots.iter().map(|&j| example.weights[j]).collect();
     let weights = Tensor::<B, 1>::from_data(TensorData::new(weights, [slots.len()]), &device);
@@ -88,13 +102,7 @@ pub fn example_loss<B: Backend>(
             cross_entropy(student_lp, Tensor::from_data(TensorData::new(labels, [slots.len()]), &device))
         }
         Targets::Teacher { divergence: kind, top_k } => {
-            // 2. Teacher, causal on [prompt | x0]: position p + j − 1 predicts slot j.
-            let clean: Vec<u32> = example.prompt.iter().chain(&example.response[..r - 1]).copied().collect();
-            let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, clean.len(), &device);
-            let hidden = teacher.hidden(ids::<B>(&clean, &device), &layout, None);
-            let rows: Vec<i64> = slots.iter().map(|&j| (p + j - 1) as i64).collect();
-            let teacher_lp = log_probs(rows_logits(teacher, hidden, &rows), vocab, mask_id);
-            divergence(teacher_lp.detach(), student_lp, kind, top_k)
+            divergence(teacher.expect("teacher targets are computed for teacher objectives"), student_lp, kind, top_k)
         }
     };
     Some(weighted_mean(per_slot, weights))

@@ -68,7 +68,8 @@ pub fn step_metrics() -> Vec<ScalarMetric> {
         ScalarMetric::new("max_rollout_len", |o| o.max_rollout_len as f64),
         ScalarMetric::new("rollout_tokens_per_forward", |o| o.rollout_tokens_per_forward),
         ScalarMetric::new("rollout_seconds", |o| o.rollout_seconds),
-        ScalarMetric::new("loss_seconds", |o| o.loss_seconds),
+        ScalarMetric::new("teacher_seconds", |o| o.teacher_seconds),
+        ScalarMetric::new("student_seconds", |o| o.student_seconds),
     ]
 }
 

@@ -69,15 +69,11 @@ pub fn make_examples<B: Backend>(
     let rows: Vec<RowOutput> = match objective.response_source() {
         ResponseSource::StudentRollout => {
             let config = DecodeConfig {
-                block_size: settings.block_size,
                 steps_per_block: settings.steps_per_block,
-                max_new_tokens: max_len,
                 sampling,
-                rule: CommitRule::Dynamic { threshold: settings.threshold },
                 stop_tokens: settings.stop_tokens.clone(),
                 seed,
-                shift_logits: None,
-                record_states: false,
+                ..DecodeConfig::diffusion(settings.block_size, max_len, CommitRule::Dynamic { threshold: settings.threshold })
             };
             generate(student, &prompts, &config, |_| {})?.rows
         }

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use crate::clip::clip_global_norm;
 use crate::curriculum::Curriculum;
 use crate::data::PromptBatch;
-use crate::example::{example_loss, Targets};
+use crate::example::{example_loss, teacher_targets, Targets};
 use crate::objective::Objective;
 use crate::rollout::{make_examples, RolloutSettings};
 
@@ -55,8 +55,9 @@ pub struct StepOutput {
     pub rollout_tokens_per_forward: f64,
     pub max_rollout_len: usize,
     pub rollout_seconds: f64,
-    /// Teacher and student forward passes plus the backward pass.
-    pub loss_seconds: f64,
+    pub teacher_seconds: f64,
+    /// Student forward and backward passes.
+    pub student_seconds: f64,
     pub batch_size: usize,
 }
 
@@ -87,9 +88,20 @@ impl<B: Backend> Distiller<B> {
         let (examples, stats) = make_examples(s.objective, rollout_student, rollout_teacher, &batch.items, max_len, &s.rollout, batch.seed, &mut rng)
             .unwrap_or_else(|e| panic!("rollout failed at step {}: {e}", batch.step));
         let rollout_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let targets: Vec<Option<Tensor<B, 2>>> = examples
+            .iter()
+            .map(|e| match s.targets {
+                Targets::Teacher { .. } => teacher_targets(&self.teacher, e, s.mask_id).map(sync),
+                Targets::HardLabels => None,
+            })
+            .collect();
+        let teacher_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         let losses: Vec<Tensor<B, 1>> = examples
             .iter()
-            .filter_map(|e| example_loss(&self.student, &self.teacher, e, s.targets, s.rollout.block_size, s.mask_id))
+            .zip(targets)
+            .filter_map(|(e, t)| example_loss(&self.student, t, e, s.targets, s.rollout.block_size, s.mask_id))
             .collect();
         let count = losses.len();
         let loss = (count > 0).then(|| Tensor::cat(losses, 0).mean());
@@ -101,7 +113,8 @@ impl<B: Backend> Distiller<B> {
             rollout_tokens_per_forward: stats.tokens_per_forward,
             max_rollout_len: max_len,
             rollout_seconds,
-            loss_seconds: 0.0,
+            teacher_seconds,
+            student_seconds: started.elapsed().as_secs_f64(),
             batch_size: batch.items.len(),
         };
         (loss, output)
@@ -124,7 +137,7 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
             // Every response was empty or only a stop token: nothing to learn this step.
             None => GradientsParams::new(),
         };
-        output.loss_seconds = started.elapsed().as_secs_f64();
+        output.student_seconds += started.elapsed().as_secs_f64();
         TrainOutput { grads, item: output }
     }
 
@@ -151,4 +164,10 @@ impl<B: Backend> InferenceStep for Distiller<B> {
         output.loss = loss.map_or(0.0, |l| l.into_scalar().elem::<f64>());
         output
     }
+}
+
+/// Forces a tensor's computation now (backends may run lazily), so timings are honest.
+fn sync<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Tensor<B, D> {
+    let _ = tensor.clone().sum().into_data();
+    tensor
 }

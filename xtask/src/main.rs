@@ -18,11 +18,14 @@ enum Command {
     Infer(commands::infer::InferArgs),
     /// Convert an autoregressive model into a block-diffusion model by on-policy distillation (or a baseline objective).
     Train(Box<commands::train::TrainArgs>),
+    /// Benchmark decoding speed: AR vs static vs dynamic block diffusion, one model, one run.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Infer(args) => commands::infer::run(args),
         Command::Train(args) => commands::train::run(*args),
+        Command::Bench(args) => commands::bench::run(args),
     }
 }

@@ -177,15 +177,11 @@ impl InferArgs {
             SamplerKind::Margin => CommitRule::Margin { threshold: self.threshold },
         };
         DecodeConfig {
-            block_size,
             steps_per_block: self.steps_per_block.unwrap_or(block_size),
-            max_new_tokens: self.max_new_tokens,
             sampling,
-            rule,
             stop_tokens,
             seed: self.seed,
-            shift_logits: None,
-            record_states: false,
+            ..DecodeConfig::diffusion(block_size, self.max_new_tokens, rule)
         }
     }
 }

@@ -1,2 +1,3 @@
+pub mod bench;
 pub mod infer;
 pub mod train;
