@@ -8,6 +8,8 @@ use clap::ValueEnum;
 pub enum BackendKind {
     /// CPU (burn-ndarray); the default build.
     Ndarray,
+    /// CPU (burn-flex: gemm-based matmul, zero-copy views; feature `flex`).
+    Flex,
     /// Vulkan / Metal / DirectX 12 through wgpu (feature `wgpu`).
     Wgpu,
     /// NVIDIA CUDA (feature `cuda`; needs only the driver at run time).
@@ -18,6 +20,7 @@ impl BackendKind {
     fn feature(self) -> &'static str {
         match self {
             Self::Ndarray => "ndarray",
+            Self::Flex => "flex",
             Self::Wgpu => "wgpu",
             Self::Cuda => "cuda",
         }
@@ -34,6 +37,8 @@ pub fn dispatch(kind: BackendKind, task: impl BackendTask) -> anyhow::Result<()>
     match kind {
         #[cfg(feature = "ndarray")]
         BackendKind::Ndarray => task.run::<burn::backend::NdArray<f32>>(Default::default()),
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => task.run::<burn::backend::Flex>(Default::default()),
         #[cfg(feature = "wgpu")]
         BackendKind::Wgpu => task.run::<burn::backend::Wgpu>(Default::default()),
         #[cfg(feature = "cuda")]

@@ -22,8 +22,20 @@ enum Command {
     Bench(commands::bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+/// Errors are printed as their chain of causes ("loading X: X: no such file"), without a
+/// backtrace: they describe bad input, not bugs.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Infer(args) => commands::infer::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Bench(args) => commands::bench::run(args),
