@@ -27,15 +27,6 @@ impl AttentionMode {
     }
 }
 
-/// Which copy of the response a token of the training layout belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// Prompt and the terminal sequence `x0`: the clean context.
-    Clean,
-    /// The partially masked state `x_t`, one copy per block it covers.
-    Noisy,
-}
-
 /// Positions and attention mask for one forward pass over `[batch, queries]` tokens
 /// against `keys` = cached tokens followed by the queries themselves.
 #[derive(Debug, Clone)]
@@ -153,6 +144,15 @@ mod tests {
     use burn::backend::NdArray;
 
     type B = NdArray<f32>;
+
+    /// Which copy of the response a token of the training layout belongs to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Stream {
+        /// Prompt and the terminal sequence `x0`: the clean context.
+        Clean,
+        /// The partially masked state `x_t`.
+        Noisy,
+    }
 
     fn to_grid(mask: Tensor<B, 3, Bool>) -> Vec<Vec<bool>> {
         let [_, q, k] = mask.dims();
