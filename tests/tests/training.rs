@@ -2,14 +2,17 @@
 //! - every state trained on is a state the sampler visited (both selection rules);
 //! - OPDLM's loss goes down over a fixed seed;
 //! - a run resumed from a checkpoint continues with exactly the losses of the
-//!   uninterrupted run, and its exported model decodes.
+//!   uninterrupted run, and its exported model decodes;
+//! - the student read back from the last checkpoint is the exported student.
 
 use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
-use opdlm_model::load_model;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use opdlm_model::{load_model, Transformer};
 use opdlm_tests::{tiny_model_dir, TestBackend};
 use opdlm_training::metrics::read_log;
 use opdlm_training::state::{response_blocks, select_masked, StateSelection};
-use opdlm_training::{train, TrainConfig};
+use opdlm_training::{load_checkpoint_student, train, TrainConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -113,4 +116,26 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     assert_eq!((diffusion.block_size, diffusion.shift_logits), (4, false));
     let decoded = generate(&student, &[vec![10, 20, 30]], &DecodeConfig::diffusion(4, 8, CommitRule::Dynamic { threshold: 0.9 }), |_| {}).unwrap();
     assert_eq!(decoded.rows[0].tokens.len(), 8);
+
+    // The last checkpoint's student is the exported one, bit for bit; an earlier one is not.
+    let last = load_checkpoint_student::<B>(&out, 3, &device).unwrap();
+    assert_eq!(last.config().diffusion, student.config().diffusion);
+    assert!(weights(&last) == weights(&student), "checkpoint 3 differs from the exported student");
+    let earlier = load_checkpoint_student::<B>(&out, 2, &device).unwrap();
+    assert!(weights(&earlier) != weights(&student), "checkpoint 2 equals the final student");
+    let missing = load_checkpoint_student::<B>(&out, 9, &device).err().expect("there is no checkpoint 9").to_string();
+    assert!(missing.contains("model-9.mpk"), "{missing}");
+}
+
+/// Every float parameter of a model, in visiting order.
+fn weights(model: &Transformer<B>) -> Vec<Vec<f32>> {
+    struct Collect(Vec<Vec<f32>>);
+    impl ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.val().into_data().to_vec::<f32>().unwrap());
+        }
+    }
+    let mut collect = Collect(vec![]);
+    model.visit(&mut collect);
+    collect.0
 }

@@ -47,6 +47,8 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Checkpoint every this many steps (one Learner epoch).
     pub checkpoint_every: usize,
+    /// Checkpoints kept on disk (the newest ones); 0 keeps all.
+    pub keep_checkpoints: usize,
     pub seed: u64,
 }
 
@@ -92,6 +94,7 @@ impl Default for TrainConfig {
             rollout_len_shape: RampShape::Cosine,
             steps: 100,
             checkpoint_every: 10,
+            keep_checkpoints: 2,
             seed: 0,
         }
     }

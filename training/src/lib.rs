@@ -2,6 +2,7 @@
 //! block-diffusion student (OPDLM), and the paper's baselines, trained through
 //! burn-train's `Learner`.
 
+pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod curriculum;
@@ -16,5 +17,6 @@ pub mod state;
 pub mod step;
 pub mod trainer;
 
+pub use checkpoint::load_checkpoint_student;
 pub use config::TrainConfig;
-pub use trainer::{train, TrainSummary};
+pub use trainer::{train, TrainError, TrainSummary};

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use burn::optim::AdamWConfig;
 use burn::record::DefaultRecorder;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining};
 use opdlm_model::load::save::save_hf_dir;
-use opdlm_model::{load_pretrained, TextTokenizer};
+use opdlm_model::{load_pretrained, TextTokenizer, Transformer};
 
 use crate::config::TrainConfig;
 use crate::data::{load_prompts, NoValidation, StepLoader};
@@ -63,9 +63,7 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     }
     write_atomically(&out.join("config.json"), &serde_json::to_string_pretty(config).expect("config serialises"))?;
 
-    let pretrained = load_pretrained::<B>(&config.teacher, device)?;
-    let tokenizer = pretrained.tokenizer;
-    let student = pretrained.model.into_diffusion(tokenizer.vocab_size(), config.block_size, false);
+    let (student, tokenizer) = initial_student::<B>(config, device)?;
     let teacher = student.clone();
     let diffusion = student.config().diffusion.clone().expect("into_diffusion sets it");
     let stop_tokens = stop_tokens(student.config().eos_token_ids.clone(), &tokenizer);
@@ -102,7 +100,10 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     let mut training = SupervisedTraining::new(&out, Arc::new(loader), Arc::new(NoValidation))
         .metric_train_numeric(LearningRateMetric::new())
         .with_file_checkpointer(DefaultRecorder::new())
-        .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
+        .with_checkpointing_strategy(KeepLastNCheckpoints::new(match config.keep_checkpoints {
+            0 => usize::MAX,
+            n => n,
+        }))
         .renderer(renderer)
         .with_application_logger(None)
         .num_epochs(config.epochs())
@@ -130,6 +131,14 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
         first_loss: value(log.first(), "loss"),
         last_loss: value(log.last(), "loss"),
     })
+}
+
+/// The teacher of `config` turned into an untrained block-diffusion student (mask token
+/// added, block-causal attention, no logit shift), and its tokenizer.
+pub fn initial_student<B: Backend>(config: &TrainConfig, device: &B::Device) -> Result<(Transformer<B>, TextTokenizer), TrainError> {
+    let pretrained = load_pretrained::<B>(&config.teacher, device)?;
+    let tokenizer = pretrained.tokenizer;
+    Ok((pretrained.model.into_diffusion(tokenizer.vocab_size(), config.block_size, false), tokenizer))
 }
 
 /// Stop tokens: the config's EOS ids, then the tokenizer's EOS token.

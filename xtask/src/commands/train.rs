@@ -102,6 +102,9 @@ pub struct TrainArgs {
     /// Checkpoint every N rollout steps [default: 10].
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Checkpoints kept on disk, newest first; 0 keeps all [default: 2].
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
     /// Random seed (data order, rollouts, state selection) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -141,7 +144,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
-        set!(teacher, prompts, out, block_size, threshold, temperature, lr, final_lr, warmup, batch_size, grad_accum, rollout_len_min, rollout_len_max, rollout_len_ramp, steps, checkpoint_every, seed);
+        set!(teacher, prompts, out, block_size, threshold, temperature, lr, final_lr, warmup, batch_size, grad_accum, rollout_len_min, rollout_len_max, rollout_len_ramp, steps, checkpoint_every, keep_checkpoints, seed);
         if self.top_k_logits.is_some() {
             c.top_k_logits = self.top_k_logits;
         }
