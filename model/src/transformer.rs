@@ -35,9 +35,12 @@ pub struct Transformer<B: Backend> {
 
 impl<B: Backend> Transformer<B> {
     /// A randomly initialised model (weights are usually loaded over it, see [`crate::load`]).
+    /// Embeddings start at N(0, 0.02²), Hugging Face's `initializer_range`: burn's default
+    /// N(0, 1) with a tied head makes the first logits huge and slows training from scratch.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let embedding_init = burn::nn::Initializer::Normal { mean: 0.0, std: 0.02 };
         let model = Trunk {
-            embed_tokens: EmbeddingConfig::new(config.vocab_size, config.hidden_size).init(device),
+            embed_tokens: EmbeddingConfig::new(config.vocab_size, config.hidden_size).with_initializer(embedding_init).init(device),
             layers: (0..config.num_hidden_layers).map(|_| DecoderLayer::new(config, device)).collect(),
             norm: RmsNormConfig::new(config.hidden_size).with_epsilon(config.rms_norm_eps).init(device),
         };

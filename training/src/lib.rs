@@ -3,18 +3,23 @@
 //! burn-train's `Learner`.
 
 pub mod checkpoint;
+pub mod builtin;
 pub mod clip;
 pub mod config;
 pub mod curriculum;
 pub mod data;
+pub mod eval;
 pub mod example;
+pub mod experiment;
 pub mod metrics;
 pub mod objective;
 pub mod plot;
+pub mod pretrain;
 pub mod rollout;
 pub mod schedule;
 pub mod state;
 pub mod step;
+pub mod tasks;
 pub mod trainer;
 
 pub use checkpoint::load_checkpoint_student;

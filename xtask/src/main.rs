@@ -2,6 +2,7 @@
 
 mod backend;
 mod commands;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,13 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Benchmark decoding speed: AR vs static vs dynamic block diffusion, one model, one run.
     Bench(commands::bench::BenchArgs),
+    /// Train the built-in tiny teacher from scratch on the built-in tasks (autoregressive).
+    Pretrain(commands::pretrain::PretrainArgs),
+    /// Task accuracy under AR, static and dynamic decoding, tokens/step, tok/s, generative perplexity.
+    Eval(commands::eval::EvalArgs),
+    /// Experiments that reproduce the paper's claims at small scale.
+    #[command(subcommand)]
+    Experiment(commands::experiment::Experiment),
 }
 
 /// Errors are printed as their chain of causes ("loading X: X: no such file"), without a
@@ -39,5 +47,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Infer(args) => commands::infer::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Pretrain(args) => commands::pretrain::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Experiment(experiment) => commands::experiment::run(experiment),
     }
 }

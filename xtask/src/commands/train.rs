@@ -12,6 +12,11 @@ use opdlm_training::objective::Objective;
 use opdlm_training::{train, TrainConfig};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
+use crate::commands::eval::{run_eval, write_report};
+use opdlm_model::load_pretrained;
+use opdlm_training::builtin;
+use opdlm_training::eval::markdown_table;
+use opdlm_training::trainer::stop_tokens;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ObjectiveArg {
@@ -27,13 +32,27 @@ pub enum ObjectiveArg {
     OffpolicyKd,
 }
 
+impl ObjectiveArg {
+    pub fn objective(self) -> Objective {
+        match self {
+            ObjectiveArg::Opdlm => Objective::Opdlm,
+            ObjectiveArg::OpdlmOff => Objective::OpdlmOff,
+            ObjectiveArg::Bd3lm => Objective::Bd3lm,
+            ObjectiveArg::Sft => Objective::Sft,
+            ObjectiveArg::OffpolicyKd => Objective::OffpolicyKd,
+        }
+    }
+}
+
 /// Every flag overrides the same key of `--config` (which overrides the defaults).
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// TOML file with any of the settings below (snake_case keys); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Teacher / initial student: Hugging Face directory or .gguf file.
+    /// Teacher / initial student: Hugging Face directory or .gguf file. Without --teacher,
+    /// --prompts and --config: the built-in tiny teacher on the built-in tasks, evaluated
+    /// against the student at the end (the default run).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
     /// JSONL prompts: {"prompt": ...} or {"messages": [...]}, with "answer" for --objective bd3lm.
@@ -135,10 +154,20 @@ pub enum RampArg {
 }
 
 impl TrainArgs {
+    /// No teacher, prompts or config file given: convert the built-in teacher on the
+    /// built-in tasks and evaluate it (the default run).
+    fn is_builtin(&self) -> bool {
+        self.config.is_none() && self.teacher.is_none() && self.prompts.is_none()
+    }
+
     /// Defaults, then the TOML file, then flags.
     fn config(&self) -> anyhow::Result<TrainConfig> {
         let mut c = match &self.config {
             Some(path) => TrainConfig::from_toml_file(path)?,
+            None if self.is_builtin() => {
+                let out = self.out.clone().unwrap_or_else(builtin::default_out);
+                builtin::builtin_train_config(&out, self.seed.unwrap_or(0)).with_context(|| format!("writing the built-in prompts into {}", out.display()))?
+            }
             None => TrainConfig::default(),
         };
         macro_rules! set {
@@ -150,13 +179,7 @@ impl TrainArgs {
         }
         c.chat |= self.chat;
         if let Some(o) = self.objective {
-            c.objective = match o {
-                ObjectiveArg::Opdlm => Objective::Opdlm,
-                ObjectiveArg::OpdlmOff => Objective::OpdlmOff,
-                ObjectiveArg::Bd3lm => Objective::Bd3lm,
-                ObjectiveArg::Sft => Objective::Sft,
-                ObjectiveArg::OffpolicyKd => Objective::OffpolicyKd,
-            };
+            c.objective = o.objective();
         }
         if let Some(d) = self.divergence {
             c.divergence = match d {
@@ -185,11 +208,13 @@ impl TrainArgs {
 struct TrainTask {
     config: TrainConfig,
     resume: bool,
+    /// Evaluate teacher and student on the built-in tasks' test split afterwards.
+    builtin: bool,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    dispatch(args.backend, TrainTask { config, resume: args.resume })
+    dispatch(args.backend, TrainTask { config, resume: args.resume, builtin: args.is_builtin() })
 }
 
 impl BackendTask for TrainTask {
@@ -201,6 +226,43 @@ impl BackendTask for TrainTask {
         if let Some(plot) = summary.plot {
             println!("curves:  {}", plot.display());
         }
+        if self.builtin {
+            compare_on_builtin_tasks::<B>(&self.config, &summary.model_dir, &device)?;
+        }
         Ok(())
     }
+}
+
+/// Teacher vs student on the built-in test split: accuracy under AR, static and dynamic
+/// decoding, tokens per step; written to `<out>/eval/` and printed.
+fn compare_on_builtin_tasks<B: Backend>(config: &TrainConfig, student_dir: &std::path::Path, device: &B::Device) -> anyhow::Result<()> {
+    let teacher = load_pretrained::<B>(&config.teacher, device).with_context(|| format!("loading {}", config.teacher.display()))?;
+    let student = load_pretrained::<B>(student_dir, device).with_context(|| format!("loading {}", student_dir.display()))?;
+    let items = builtin::test_items(builtin::TEST_PROBLEMS, config.seed);
+    let settings = builtin::eval_settings(config.block_size, &builtin::DEFAULT_THRESHOLDS);
+    let stops = stop_tokens(teacher.model.config().eos_token_ids.clone(), &teacher.tokenizer);
+    println!("\nevaluating teacher and student on {} test problems…", items.len());
+    let teacher_results = run_eval(&teacher.model, &teacher.tokenizer, Some(&teacher.model), &items, &settings, &stops)?;
+    let student_results = run_eval(&student.model, &student.tokenizer, Some(&teacher.model), &items, &settings, &stops)?;
+    let reference = teacher_results.iter().find(|r| r.mode == "ar").map_or(f64::NAN, |r| r.accuracy);
+    let student_static = student_results.iter().find(|r| r.mode == "static").map_or(f64::NAN, |r| r.accuracy);
+    let headline = format!(
+        "student static accuracy {:.1}% = {:.0}% of the teacher's AR accuracy {:.1}%",
+        100.0 * student_static,
+        100.0 * student_static / reference,
+        100.0 * reference
+    );
+    let markdown = format!(
+        "# Built-in conversion: teacher vs student\n\n{} test problems, block size {}.\n\n## Teacher (AR model; static/dynamic read its logits shifted)\n\n{}\n## Student\n\n{}\n{headline}\n",
+        items.len(),
+        config.block_size,
+        markdown_table(&teacher_results),
+        markdown_table(&student_results)
+    );
+    let report = serde_json::json!({ "teacher": teacher_results, "student": student_results, "teacher_ar_accuracy": reference, "student_static_accuracy": student_static });
+    let dir = config.out.join("eval");
+    write_report(&dir, &report, &markdown)?;
+    println!("{markdown}");
+    println!("report:  {}/eval.md", dir.display());
+    Ok(())
 }

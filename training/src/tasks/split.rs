@@ -1,0 +1,49 @@
+//! Train/test split by a hash of the prompt: a problem's split never depends on the seed
+//! or on which generator produced it, so the splits cannot overlap.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// Percentage of the problem space held out for testing.
+const TEST_PERCENT: u64 = 10;
+
+impl Split {
+    pub fn of(prompt: &str) -> Split {
+        if fnv1a(prompt.as_bytes()) % 100 < TEST_PERCENT {
+            Split::Test
+        } else {
+            Split::Train
+        }
+    }
+
+    /// Keeps the two splits' random streams apart for the same user seed.
+    pub(super) fn seed_salt(self) -> u64 {
+        match self {
+            Split::Train => 0,
+            Split::Test => 0x7E57_7E57_7E57_7E57,
+        }
+    }
+}
+
+/// 64-bit FNV-1a: stable across platforms and Rust versions (unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x85944171f73967e8);
+    }
+}
