@@ -28,16 +28,19 @@ pub fn builtin_train_config(out: &Path, seed: u64) -> std::io::Result<TrainConfi
         teacher: builtin_teacher_dir(),
         prompts,
         out: out.to_path_buf(),
-        lr: 5e-4,
-        final_lr: 5e-5,
+        // Measured on the 2-core CPU: batch 16 at lr 5e-4 reached 5% of the teacher's
+        // accuracy in 200 steps, batch 32 at lr 1e-3 20%; larger batches and rates learn
+        // faster per minute (see the README's measured figures).
+        lr: 2e-3,
+        final_lr: 1e-4,
         warmup: 10,
-        batch_size: 16,
+        batch_size: 32,
         rollout_len_min: 16,
         rollout_len_max: MAX_NEW_TOKENS,
         rollout_len_ramp: 40,
         rollout_len_shape: RampShape::Cosine,
-        steps: 200,
-        checkpoint_every: 25,
+        steps: 250,
+        checkpoint_every: 50,
         seed,
         ..TrainConfig::default()
     })

@@ -206,7 +206,11 @@ mod tests {
             };
             let mut losses = Vec::new();
             pretrain::<Autodiff<NdArray<f32>>>(&config, &Default::default(), |_, loss| losses.push(loss)).unwrap();
-            let weights = std::fs::read(out.join("model.safetensors")).unwrap();
+            // Tensors by name: the file's header order is not part of the weights.
+            let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+            let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut weights: Vec<(String, Vec<u8>)> = file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+            weights.sort();
             std::fs::remove_dir_all(&out).unwrap();
             (losses, weights)
         };

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use crate::clip::clip_global_norm;
 use crate::curriculum::Curriculum;
 use crate::data::PromptBatch;
-use crate::example::{example_loss, teacher_targets, Targets};
+use crate::example::{batch_loss, batch_teacher_targets, Targets};
 use crate::objective::Objective;
 use crate::rollout::{make_examples, RolloutSettings};
 
@@ -89,22 +89,14 @@ impl<B: Backend> Distiller<B> {
             .unwrap_or_else(|e| panic!("rollout failed at step {}: {e}", batch.step));
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let targets: Vec<Option<Tensor<B, 2>>> = examples
-            .iter()
-            .map(|e| match s.targets {
-                Targets::Teacher { .. } => teacher_targets(&self.teacher, e, s.mask_id).map(sync),
-                Targets::HardLabels => None,
-            })
-            .collect();
+        let targets = match s.targets {
+            Targets::Teacher { .. } => batch_teacher_targets(&self.teacher, &examples, s.mask_id).map(sync),
+            Targets::HardLabels => None,
+        };
         let teacher_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let losses: Vec<Tensor<B, 1>> = examples
-            .iter()
-            .zip(targets)
-            .filter_map(|(e, t)| example_loss(&self.student, t, e, s.targets, s.rollout.block_size, s.mask_id))
-            .collect();
-        let count = losses.len();
-        let loss = (count > 0).then(|| Tensor::cat(losses, 0).mean());
+        let count = examples.iter().filter(|e| !e.loss_slots().is_empty()).count();
+        let loss = batch_loss(&self.student, targets, &examples, s.targets, s.rollout.block_size, s.mask_id);
         let output = StepOutput {
             loss: 0.0,
             examples: count,

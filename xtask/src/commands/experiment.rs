@@ -37,7 +37,7 @@ pub struct DataEfficiencyArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ObjectiveArg::Opdlm, ObjectiveArg::OpdlmOff, ObjectiveArg::Bd3lm, ObjectiveArg::Sft])]
     pub objectives: Vec<ObjectiveArg>,
     /// Training steps per objective (the largest budget).
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 120)]
     pub steps: usize,
     /// Evaluate every N steps (each is a checkpoint).
     #[arg(long, default_value_t = 20)]
