@@ -167,7 +167,8 @@ impl ModelConfig {
             "torch_dtype": "float32",
         });
         let map = json.as_object_mut().expect("literal object");
-        if self.architecture == Architecture::Llama {
+        // Qwen2's biases are implied by its architecture; Llama and Qwen3 declare theirs.
+        if self.architecture != Architecture::Qwen2 {
             map.insert("attention_bias".into(), self.qkv_bias.into());
         }
         if let Some(bos) = self.bos_token_id {
@@ -314,6 +315,16 @@ mod tests {
         c.diffusion = Some(DiffusionConfig { mask_token_id: 151669, block_size: 4, shift_logits: false });
         let again = ModelConfig::from_json_str(&c.to_hf_json().to_string(), "again").unwrap();
         assert_eq!(c, again);
+    }
+
+    #[test]
+    fn qwen3_attention_bias_survives_a_round_trip() {
+        // Found with the hf_dir fuzz target's round-trip check: to_hf_json wrote attention_bias
+        // for Llama only.
+        let text = QWEN3.replace(r#""rope_scaling":null"#, r#""rope_scaling":null,"attention_bias":true"#);
+        let c = ModelConfig::from_json_str(&text, "qwen3.json").unwrap();
+        assert!(c.qkv_bias && c.o_bias);
+        assert_eq!(ModelConfig::from_json_str(&c.to_hf_json().to_string(), "again").unwrap(), c);
     }
 
     #[test]

@@ -158,7 +158,25 @@ pub struct GgufFile {
     pub tensors: Vec<GgufTensorInfo>,
     /// Absolute file offset of the tensor data section.
     data_offset: u64,
-    map: memmap2::Mmap,
+    map: Bytes,
+}
+
+/// The file's bytes: memory-mapped when opened from disk, owned when parsed from memory.
+#[derive(Debug)]
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(map) => map,
+            Self::Owned(bytes) => bytes,
+        }
+    }
 }
 
 impl GgufFile {
@@ -171,6 +189,15 @@ impl GgufFile {
         // SAFETY: the map is read-only; like every mmap-based model loader we
         // accept that another process truncating the file underneath us is UB.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Self::parse(path, Bytes::Mapped(map))
+    }
+
+    /// Parses GGUF bytes already in memory; `path` only names them in errors.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, GgufError> {
+        Self::parse(path, Bytes::Owned(bytes))
+    }
+
+    fn parse(path: &Path, map: Bytes) -> Result<Self, GgufError> {
         let mut r = Reader {
             buf: &map,
             pos: 0,
@@ -391,6 +418,19 @@ impl<'a> Reader<'a> {
             let dims = (0..n_dims)
                 .map(|_| self.u64("tensor dim"))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Every product of dims (shape sizes, strides) must fit in an i64, whatever
+            // their order, even when another dim is 0 and the tensor is empty.
+            let sizes_fit = dims
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(1u64, |n, &d| n.checked_mul(d))
+                .is_some_and(|n| n <= i64::MAX as u64);
+            if !sizes_fit {
+                return Err(self.malformed(
+                    at,
+                    format!("tensor '{name}' dims {dims:?} overflow a 64-bit element count"),
+                ));
+            }
             let ggml_type = GgmlType::from_id(self.u32("tensor type")?);
             let offset = self.u64("tensor offset")?;
             if tensors.iter().any(|t| t.name == name) {

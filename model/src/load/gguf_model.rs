@@ -9,14 +9,19 @@ use burn::tensor::TensorData;
 
 use super::gguf::GgufFile;
 use super::gguf_tokenizer::{chat_template_from_gguf, special_tokens_from_gguf, tokenizer_from_gguf};
-use super::{apply_weights, LoadError, NamedTensor};
+use super::{apply_weights, check_layer_count, LoadError, NamedTensor};
 use crate::config::{Architecture, ModelConfig};
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
 
 pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Transformer<B>, LoadError> {
-    let gguf = GgufFile::open(path)?;
-    let config = config_from_gguf(&gguf)?;
+    model_from_gguf(&GgufFile::open(path)?, device)
+}
+
+/// Builds the model of an already opened (or parsed) GGUF file.
+pub fn model_from_gguf<B: Backend>(gguf: &GgufFile, device: &B::Device) -> Result<Transformer<B>, LoadError> {
+    let path = gguf.path.as_path();
+    let config = config_from_gguf(gguf)?;
     let tensors = gguf
         .tensors
         .iter()
@@ -37,7 +42,9 @@ pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Transfo
             Ok(NamedTensor { name, data: TensorData::new(values, shape) })
         })
         .collect::<Result<Vec<_>, LoadError>>()?;
-    apply_weights(Transformer::new(&config, device), tensors, &path.display().to_string())
+    let origin = path.display().to_string();
+    check_layer_count(&config, &tensors, &origin)?;
+    apply_weights(Transformer::new(&config, device), tensors, &origin)
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, LoadError> {
@@ -75,7 +82,8 @@ fn config_from_gguf(gguf: &GgufFile) -> Result<ModelConfig, LoadError> {
     Ok(ModelConfig::from_json_str(&json.to_string(), &gguf.path.display().to_string())?)
 }
 
-fn tokenizer(gguf: &GgufFile) -> Result<TextTokenizer, LoadError> {
+/// The tokenizer (and chat template) of an already opened (or parsed) GGUF file.
+pub fn tokenizer(gguf: &GgufFile) -> Result<TextTokenizer, LoadError> {
     let inner = tokenizer_from_gguf(gguf)?;
     let special = special_tokens_from_gguf(gguf);
     let text = |id: Option<u32>| id.and_then(|id| inner.id_to_token(id));
@@ -118,9 +126,16 @@ fn hf_name(gguf_name: &str) -> Option<String> {
 
 /// Inverse of llama.cpp's `permute`: within each head, GGUF orders rows as
 /// `(i, j)` for `i < head_dim/2, j < 2`, transformers as `(j, i)`.
+/// A tensor whose rows do not split into `heads` even halves cannot be a q/k projection of
+/// this config: it is returned unchanged, for the shape check to report.
 fn unpermute_rows(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
-    let rows = shape[0];
-    let cols: usize = shape[1..].iter().product();
+    let Some((&rows, rest)) = shape.split_first() else {
+        return values.to_vec();
+    };
+    if !heads.checked_mul(2).is_some_and(|h2| h2 > 0 && rows % h2 == 0) {
+        return values.to_vec();
+    }
+    let cols: usize = rest.iter().product();
     let half = rows / heads / 2;
     let mut out = vec![0.0; values.len()];
     for h in 0..heads {

@@ -304,10 +304,19 @@ fn tensor_past_eof() {
         "{err}"
     );
     assert!(err.to_string().contains("'big'"), "{err}");
-    // Dims whose product overflows u128 must not wrap around to "fits".
-    let bytes = Writer::new()
-        .tensor("huge", &[u64::MAX; 4], 0, &[])
-        .finish();
+    // Dims whose product overflows must not wrap around to "fits": they are rejected
+    // with the header, even next to a 0 dim (such an empty tensor's shape product
+    // overflowed usize once dequantised).
+    for dims in [[u64::MAX; 4], [0, 1 << 40, 1 << 40, 1]] {
+        let bytes = Writer::new().tensor("huge", &dims, 0, &[]).finish();
+        let err = open(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, GgufError::Malformed { msg, .. } if msg.contains("overflow a 64-bit element count")),
+            "{err}"
+        );
+    }
+    // A product that fits is checked against the file size.
+    let bytes = Writer::new().tensor("huge", &[1 << 31, 1 << 31], 0, &[]).finish();
     assert!(matches!(open(&bytes), Err(GgufError::TensorPastEof { .. })));
 }
 

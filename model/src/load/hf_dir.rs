@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use safetensors::{Dtype, SafeTensors};
 
-use super::{apply_weights, f32_tensor, LoadError, NamedTensor};
+use super::{apply_weights, check_layer_count, f32_tensor, LoadError, NamedTensor};
 use crate::config::ModelConfig;
 use crate::transformer::Transformer;
 
@@ -25,7 +25,9 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<Transfor
     if config.tie_word_embeddings {
         tensors.retain(|t| t.name != "lm_head.weight");
     }
-    apply_weights(Transformer::new(&config, device), tensors, &dir.display().to_string())
+    let origin = dir.display().to_string();
+    check_layer_count(&config, &tensors, &origin)?;
+    apply_weights(Transformer::new(&config, device), tensors, &origin)
 }
 
 /// The safetensors files of a directory: the single file, or every shard of the index.

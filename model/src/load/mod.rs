@@ -23,7 +23,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ModelConfig};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 use crate::transformer::Transformer;
 
@@ -113,6 +113,28 @@ fn module_path(hf_key: &str) -> Vec<String> {
         path[n - 1] = NORM_SCALE_BURN.to_string();
     }
     path
+}
+
+/// Fails unless the weights hold every layer the config declares. Checked before the
+/// model is built, which allocates one (lazily initialised) block per declared layer: a
+/// corrupt layer count must be reported, not exhaust memory.
+pub(crate) fn check_layer_count(config: &ModelConfig, tensors: &[NamedTensor], origin: &str) -> Result<(), LoadError> {
+    let layers_in_weights = tensors
+        .iter()
+        .filter_map(|t| t.name.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok())
+        .map(|i| i.saturating_add(1))
+        .max()
+        .unwrap_or(0);
+    if config.num_hidden_layers > layers_in_weights {
+        return Err(LoadError::Weights {
+            origin: origin.to_string(),
+            details: format!(
+                "the config declares num_hidden_layers = {}, but the weights hold {layers_in_weights} layer(s)",
+                config.num_hidden_layers
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Applies `tensors` to a freshly built `model`, failing on any missing, unused or
