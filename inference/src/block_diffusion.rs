@@ -78,6 +78,10 @@ pub enum DecodeError {
     TooLong { row: usize, prompt: usize, new: usize, context: usize },
     #[error("block size must be at least 1")]
     ZeroBlockSize,
+    #[error("block size {block} exceeds the model's context of {context}")]
+    BlockTooLarge { block: usize, context: usize },
+    #[error("commit rule {rule:?}: {message}")]
+    BadRule { rule: CommitRule, message: String },
     #[error("steps per block must be at least 1")]
     ZeroSteps,
 }
@@ -167,6 +171,10 @@ pub fn generate<B: Backend>(
     if config.steps_per_block == 0 {
         return Err(DecodeError::ZeroSteps);
     }
+    if block > model_config.max_position_embeddings {
+        return Err(DecodeError::BlockTooLarge { block, context: model_config.max_position_embeddings });
+    }
+    config.rule.validate().map_err(|message| DecodeError::BadRule { rule: config.rule, message })?;
     let mut live = layout_rows(prompts, config, model_config.max_position_embeddings)?;
     let mut rngs: Vec<StdRng> = live.iter().map(|r| StdRng::seed_from_u64(config.seed.wrapping_add(r.id as u64))).collect();
     let mut outputs: Vec<Option<RowOutput>> = (0..prompts.len()).map(|_| None).collect();

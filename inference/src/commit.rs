@@ -18,6 +18,16 @@ pub enum CommitRule {
 }
 
 impl CommitRule {
+    /// Rejects a threshold the rule cannot use, saying which range it needs.
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Self::Static => Ok(()),
+            Self::Dynamic { threshold } | Self::Margin { threshold } if !(threshold > 0.0 && threshold <= 1.0) => Err(format!("threshold {threshold} is outside (0, 1]")),
+            Self::EntropyBounded { budget } if !(budget > 0.0 && budget.is_finite()) => Err(format!("entropy budget {budget} must be positive")),
+            _ => Ok(()),
+        }
+    }
+
     /// Indices (into `choices`) of the slots to commit, at least `floor` of them (or all
     /// when fewer remain), returned in increasing order.
     pub fn select(&self, choices: &[Choice], floor: usize) -> Vec<usize> {

@@ -41,13 +41,23 @@ pub enum PromptFileError {
 
 /// Reads every record of a JSONL prompt file; blank lines are skipped.
 pub fn read_prompt_file(path: &Path) -> Result<Vec<PromptRecord>, PromptFileError> {
+    Ok(read_prompt_lines(path)?.into_iter().map(|(_, record)| record).collect())
+}
+
+/// [`read_prompt_file`], with each record's 1-based line number (for later errors).
+pub fn read_prompt_lines(path: &Path) -> Result<Vec<(usize, PromptRecord)>, PromptFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| PromptFileError::Io { path: shown.clone(), source })?;
-    parse_prompts(&text, &shown)
+    parse_prompt_lines(&text, &shown)
 }
 
 /// Parses JSONL text; `origin` names it in errors.
 pub fn parse_prompts(text: &str, origin: &str) -> Result<Vec<PromptRecord>, PromptFileError> {
+    Ok(parse_prompt_lines(text, origin)?.into_iter().map(|(_, record)| record).collect())
+}
+
+/// [`parse_prompts`], with each record's 1-based line number.
+pub fn parse_prompt_lines(text: &str, origin: &str) -> Result<Vec<(usize, PromptRecord)>, PromptFileError> {
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -62,7 +72,7 @@ pub fn parse_prompts(text: &str, origin: &str) -> Result<Vec<PromptRecord>, Prom
             (None, Some(m)) if m.is_empty() => return Err(bad("`messages` is empty".into())),
             _ => {}
         }
-        records.push(record);
+        records.push((index + 1, record));
     }
     if records.is_empty() {
         return Err(PromptFileError::Empty { path: origin.to_string() });
@@ -90,6 +100,9 @@ mod tests {
             ("{\"prompt\": \"a\"}\n{\"answer\": \"1\"}\n", "p.jsonl:2: expected a `prompt`"),
             ("{\"prompt\": \"  \"}\n", "p.jsonl:1: `prompt` is empty"),
             ("{\"prompt\": \"a\", \"promt\": 1}\n", "p.jsonl:1: not a valid prompt record: unknown field `promt`"),
+            ("\n{\"messages\": [{\"content\": \"hi\"}]}\n", "p.jsonl:2: not a valid prompt record: missing field `role`"),
+            ("{\"messages\": []}\n", "p.jsonl:1: `messages` is empty"),
+            ("{\"prompt\": 7}\n", "p.jsonl:1: not a valid prompt record: invalid type: integer `7`, expected a string"),
             ("\n\n", "p.jsonl: no prompts"),
         ];
         for (text, expected) in cases {

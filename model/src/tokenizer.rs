@@ -35,6 +35,8 @@ impl ChatMessage {
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     chat_template: Option<String>,
+    /// Where the chat template was read from, for errors.
+    template_origin: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
 }
@@ -46,7 +48,7 @@ impl TextTokenizer {
         bos_token: Option<String>,
         eos_token: Option<String>,
     ) -> Self {
-        Self { inner, chat_template, bos_token, eos_token }
+        Self { inner, chat_template, template_origin: "the model's chat template".into(), bos_token, eos_token }
     }
 
     /// Reads `tokenizer.json` and, when present, `tokenizer_config.json` (chat template,
@@ -70,11 +72,12 @@ impl TextTokenizer {
             serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
             _ => None,
         };
-        let chat_template = match &config["chat_template"] {
-            serde_json::Value::String(s) => Some(s.clone()),
-            _ => std::fs::read_to_string(dir.join("chat_template.jinja")).ok(),
+        let jinja = dir.join("chat_template.jinja");
+        let (chat_template, template_origin) = match &config["chat_template"] {
+            serde_json::Value::String(s) => (Some(s.clone()), format!("{} `chat_template`", config_path.display())),
+            _ => (std::fs::read_to_string(&jinja).ok(), jinja.display().to_string()),
         };
-        Ok(Self::new(inner, chat_template, special("bos_token"), special("eos_token")))
+        Ok(Self { template_origin, ..Self::new(inner, chat_template, special("bos_token"), special("eos_token")) })
     }
 
     /// Encodes `text` exactly as written: no BOS/EOS is added (chat templates spell out
@@ -123,7 +126,8 @@ impl TextTokenizer {
         env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
             Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
         });
-        let template = env.template_from_str(source).map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
+        let failed = |e: minijinja::Error| TokenizerError::Template(format!("{}: {e:#}", self.template_origin));
+        let template = env.template_from_str(source).map_err(failed)?;
         template
             .render(minijinja::context! {
                 messages => messages,
@@ -131,7 +135,7 @@ impl TextTokenizer {
                 bos_token => self.bos_token.clone().unwrap_or_default(),
                 eos_token => self.eos_token.clone().unwrap_or_default(),
             })
-            .map_err(|e| TokenizerError::Template(format!("{e:#}")))
+            .map_err(failed)
     }
 
     /// Writes `tokenizer.json` and `tokenizer_config.json` into `dir` (HF layout).

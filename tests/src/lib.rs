@@ -64,3 +64,32 @@ pub fn tiny_model_dir(name: &str, tag: &str) -> PathBuf {
     std::fs::write(dir.join("tokenizer_config.json"), r#"{"eos_token": "t2"}"#).unwrap();
     dir
 }
+
+/// A short OPDLM run on a tiny model: six word-level prompts (written next to `out`),
+/// batch 3, rollouts of 6–10 tokens, a checkpoint every 4 steps, seed 3.
+pub fn tiny_train_config(teacher: PathBuf, out: PathBuf, steps: usize) -> opdlm_training::TrainConfig {
+    let prompts = out.with_extension("jsonl");
+    let lines: Vec<String> = (0..6).map(|i| format!("{{\"prompt\": \"t{} t{} t{} t{} t{}\"}}", 10 + i, 20 + i, 30 + i, 40 + i, 50 + i)).collect();
+    std::fs::write(&prompts, lines.join("\n")).unwrap();
+    opdlm_training::TrainConfig {
+        teacher,
+        prompts,
+        out,
+        lr: 2e-3,
+        final_lr: 1e-4,
+        warmup: 1,
+        batch_size: 3,
+        rollout_len_min: 6,
+        rollout_len_max: 10,
+        rollout_len_ramp: 4,
+        steps,
+        checkpoint_every: 4,
+        seed: 3,
+        ..opdlm_training::TrainConfig::default()
+    }
+}
+
+/// The `loss` of every line of a run's `metrics.jsonl` (NaN where it was not finite).
+pub fn logged_losses(out: &Path) -> Vec<f64> {
+    opdlm_training::metrics::read_log(&out.join("metrics.jsonl")).iter().map(|v| v["loss"].as_f64().unwrap_or(f64::NAN)).collect()
+}

@@ -9,10 +9,9 @@ use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use opdlm_model::{load_model, Transformer};
-use opdlm_tests::{tiny_model_dir, TestBackend};
-use opdlm_training::metrics::read_log;
+use opdlm_tests::{logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend};
 use opdlm_training::state::{response_blocks, select_masked, StateSelection};
-use opdlm_training::{load_checkpoint_student, train, TrainConfig};
+use opdlm_training::{load_checkpoint_student, train};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -57,32 +56,6 @@ fn training_states_are_states_the_sampler_visited() {
     assert!(checked > 100, "checked {checked} states");
 }
 
-fn config(teacher: std::path::PathBuf, out: std::path::PathBuf, steps: usize) -> TrainConfig {
-    let prompts = out.with_extension("jsonl");
-    let lines: Vec<String> = (0..6).map(|i| format!("{{\"prompt\": \"t{} t{} t{} t{} t{}\"}}", 10 + i, 20 + i, 30 + i, 40 + i, 50 + i)).collect();
-    std::fs::write(&prompts, lines.join("\n")).unwrap();
-    TrainConfig {
-        teacher,
-        prompts,
-        out,
-        lr: 2e-3,
-        final_lr: 1e-4,
-        warmup: 1,
-        batch_size: 3,
-        rollout_len_min: 6,
-        rollout_len_max: 10,
-        rollout_len_ramp: 4,
-        steps,
-        checkpoint_every: 4,
-        seed: 3,
-        ..TrainConfig::default()
-    }
-}
-
-fn losses(out: &std::path::Path) -> Vec<f64> {
-    read_log(&out.join("metrics.jsonl")).iter().map(|v| v["loss"].as_f64().unwrap()).collect()
-}
-
 #[test]
 fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     type A = burn::backend::Autodiff<B>;
@@ -99,7 +72,7 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     assert!(summary.tokens_total > 0.0);
 
     // Refusing to overwrite, then "crash" after the first checkpoint: drop the later
-    // checkpoints and resume.
+    // checkpoints' files (their manifests stay, and no longer match) and resume.
     assert!(train::<A>(&full, &device, false).unwrap_err().to_string().contains("--resume"));
     for epoch in [2, 3] {
         for kind in ["model", "optim", "scheduler"] {
@@ -124,7 +97,7 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     let earlier = load_checkpoint_student::<B>(&out, 2, &device).unwrap();
     assert!(weights(&earlier) != weights(&student), "checkpoint 2 equals the final student");
     let missing = load_checkpoint_student::<B>(&out, 9, &device).err().expect("there is no checkpoint 9").to_string();
-    assert!(missing.contains("model-9.mpk"), "{missing}");
+    assert!(missing.contains("manifest-9.json") && missing.contains("checkpoint 9 is incomplete"), "{missing}");
 }
 
 /// Every float parameter of a model, in visiting order.
@@ -138,4 +111,48 @@ fn weights(model: &Transformer<B>) -> Vec<Vec<f32>> {
     let mut collect = Collect(vec![]);
     model.visit(&mut collect);
     collect.0
+}
+
+#[test]
+fn a_non_finite_step_is_skipped_counted_and_training_goes_on() {
+    type A = burn::backend::Autodiff<B>;
+    let device = Default::default();
+    let teacher = tiny_model_dir("tiny-llama", "guard");
+    let out = teacher.with_file_name(format!("opdlm-guard-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut run = config(teacher, out.clone(), 8);
+    run.faults.nan_loss_at = vec![2];
+    run.faults.nan_grads_at = vec![5];
+    let summary = train::<A>(&run, &device, false).unwrap();
+    let log = opdlm_training::metrics::read_log(&summary.metrics);
+    let skipped: Vec<f64> = log.iter().map(|v| v["skipped"].as_f64().unwrap()).collect();
+    assert_eq!(skipped, [0., 0., 1., 0., 0., 1., 0., 0.]);
+    assert_eq!(log.last().unwrap()["skipped_total"].as_f64(), Some(2.0));
+    let losses = losses(&out);
+    assert!(losses[2].is_nan(), "step 2's loss was poisoned: {losses:?}");
+    // Had either bad step reached the optimizer, NaN weights would make every later loss NaN.
+    for (step, loss) in losses.iter().enumerate().filter(|(s, _)| *s != 2) {
+        assert!(loss.is_finite(), "step {step}: loss {loss} ({losses:?})");
+    }
+    let student = load_model::<B>(&summary.model_dir, &device).unwrap();
+    assert!(weights(&student).iter().flatten().all(|w| w.is_finite()), "the exported student has non-finite weights");
+}
+
+#[test]
+fn repeated_non_finite_steps_stop_the_run_and_keep_the_last_checkpoint() {
+    type A = burn::backend::Autodiff<B>;
+    let device = Default::default();
+    let teacher = tiny_model_dir("tiny-llama", "diverge");
+    let out = teacher.with_file_name(format!("opdlm-diverge-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut run = config(teacher, out.clone(), 12);
+    run.max_bad_steps = 3;
+    run.faults.nan_loss_at = vec![5, 6, 7];
+    let err = train::<A>(&run, &device, false).err().expect("three bad steps in a row must stop the run").to_string();
+    for part in ["3 optimizer steps in a row", "step 7", "Checkpoint 1", "intact", "--resume"] {
+        assert!(err.contains(part), "error does not mention {part:?}: {err}");
+    }
+    assert_eq!(opdlm_training::checkpoint::latest_checkpoint(&out), 1, "the interrupted epoch 2 wrote no checkpoint");
+    assert_eq!(losses(&out).len(), 8, "the run stopped right after step 7");
+    assert!(!out.join("model").exists(), "a stopped run exports nothing");
 }

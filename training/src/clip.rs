@@ -34,6 +34,14 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Rescale<'_, B> {
     }
 }
 
+/// The L2 norm of all of `module`'s gradients in `grads` taken together (on the device);
+/// `None` when there are none.
+pub fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> Option<Tensor<B::InnerBackend, 1>> {
+    let mut norms = SquaredNorms::<B> { grads, parts: vec![] };
+    module.visit(&mut norms);
+    (!norms.parts.is_empty()).then(|| Tensor::cat(norms.parts, 0).sum().sqrt())
+}
+
 /// Scales all gradients by `min(1, max_norm / ‖g‖)`; returns them and the norm before
 /// clipping (stays on the device: no host sync).
 pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
@@ -41,12 +49,9 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     mut grads: GradientsParams,
     max_norm: f64,
 ) -> (GradientsParams, Option<Tensor<B::InnerBackend, 1>>) {
-    let mut norms = SquaredNorms::<B> { grads: &grads, parts: vec![] };
-    module.visit(&mut norms);
-    if norms.parts.is_empty() {
+    let Some(norm) = global_norm::<B, M>(module, &grads) else {
         return (grads, None);
-    }
-    let norm = Tensor::cat(norms.parts, 0).sum().sqrt();
+    };
     let scale = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
     module.visit(&mut Rescale::<B> { grads: &mut grads, scale });
     (grads, Some(norm))

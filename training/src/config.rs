@@ -49,7 +49,33 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Checkpoints kept on disk (the newest ones); 0 keeps all.
     pub keep_checkpoints: usize,
+    /// Optimizer steps in a row with a non-finite loss or gradient (each one skipped)
+    /// after which the run stops.
+    pub max_bad_steps: usize,
     pub seed: u64,
+    /// Faults injected by tests; never read from files or flags, never saved.
+    #[serde(skip)]
+    pub faults: FaultInjection,
+}
+
+/// Faults a test injects into a run to check that the numerical guard and crash recovery
+/// work. Empty (the default) in every real run.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjection {
+    /// Global steps whose loss is multiplied by NaN (so are all their gradients).
+    pub nan_loss_at: Vec<usize>,
+    /// Global steps whose gradients are made NaN while the loss stays finite.
+    pub nan_grads_at: Vec<usize>,
+    /// Called with each checkpoint's temporary file after it is written and synced, just
+    /// before it is renamed into place.
+    pub before_rename: Option<crate::checkpoint::BeforeRename>,
+}
+
+impl PartialEq for FaultInjection {
+    /// Hooks compare by presence (function addresses are not meaningful).
+    fn eq(&self, other: &Self) -> bool {
+        self.nan_loss_at == other.nan_loss_at && self.nan_grads_at == other.nan_grads_at && self.before_rename.is_some() == other.before_rename.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +121,9 @@ impl Default for TrainConfig {
             steps: 100,
             checkpoint_every: 10,
             keep_checkpoints: 2,
+            max_bad_steps: 5,
             seed: 0,
+            faults: FaultInjection::default(),
         }
     }
 }
@@ -171,7 +199,7 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr <= 1.0 && self.final_lr > 0.0 && self.final_lr <= self.lr) {
             return bad("lr", format!("need 0 < final_lr ({}) ≤ lr ({}) ≤ 1", self.final_lr, self.lr));
         }
-        for (field, value) in [("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("steps", self.steps), ("checkpoint_every", self.checkpoint_every), ("rollout_len_max", self.rollout_len_max)] {
+        for (field, value) in [("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("steps", self.steps), ("checkpoint_every", self.checkpoint_every), ("rollout_len_max", self.rollout_len_max), ("max_bad_steps", self.max_bad_steps)] {
             if value == 0 {
                 return bad(field, "must be at least 1".into());
             }
@@ -199,6 +227,9 @@ mod tests {
         assert!(config.validate().is_ok());
         let err = toml::from_str::<TrainConfig>("blok_size = 8\n").unwrap_err().to_string();
         assert!(err.contains("blok_size"), "{err}");
+        // Test faults are neither read nor saved.
+        assert!(toml::from_str::<TrainConfig>("faults = {}\n").is_err());
+        assert!(!serde_json::to_string(&config).unwrap().contains("faults"));
     }
 
     #[test]
@@ -209,6 +240,7 @@ mod tests {
             (TrainConfig { block_size: 0, ..base.clone() }, "block_size"),
             (TrainConfig { top_k_logits: Some(16), divergence: DivergenceName::Jsd, ..base.clone() }, "top_k_logits"),
             (TrainConfig { rollout_len_min: 500, ..base.clone() }, "rollout_len_min"),
+            (TrainConfig { max_bad_steps: 0, ..base.clone() }, "max_bad_steps"),
         ];
         for (config, field) in cases {
             let err = config.validate().unwrap_err().to_string();

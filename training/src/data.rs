@@ -3,18 +3,19 @@
 //! A batch is a pure function of (seed, global step): which prompts it holds and the
 //! seed of its rollouts. Resuming therefore needs no data-loader state beyond the step.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::prelude::Backend;
-use opdlm_inference::prompts::read_prompt_file;
+use opdlm_inference::prompts::read_prompt_lines;
 use opdlm_model::TextTokenizer;
 use rand::seq::SliceRandom;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use crate::config::TrainConfig;
+use crate::objective::ResponseSource;
 use crate::rollout::PromptItem;
 
 /// One training step's input.
@@ -26,28 +27,44 @@ pub struct PromptBatch {
     pub seed: u64,
 }
 
-/// Reads and tokenizes a prompt file. With `chat`, prompts are rendered by the chat
-/// template; `answer`s become reference responses (followed by the first stop token).
-pub fn load_prompts(path: &Path, tokenizer: &TextTokenizer, chat: bool, stop: Option<u32>) -> Result<Vec<PromptItem>, String> {
-    let records = read_prompt_file(path).map_err(|e| e.to_string())?;
+/// Reads and tokenizes `config.prompts`. With `config.chat`, prompts are rendered by the
+/// chat template; `answer`s become reference responses (followed by the first stop
+/// token). Every example must fit the teacher's `context`: prompt + `rollout_len_max`
+/// generated tokens, or prompt + answer for the dataset objective (which needs answers).
+/// Errors name the file and line.
+pub fn load_prompts(config: &TrainConfig, tokenizer: &TextTokenizer, stop: Option<u32>, context: usize) -> Result<Vec<PromptItem>, String> {
+    let path = &config.prompts;
+    let records = read_prompt_lines(path).map_err(|e| e.to_string())?;
+    let from_dataset = config.objective.response_source() == ResponseSource::Dataset;
     records
         .iter()
-        .enumerate()
-        .map(|(i, record)| {
-            let text = match (chat, &record.prompt) {
-                (true, _) => tokenizer.render_chat(&record.messages(), true).map_err(|e| format!("{}: record {}: {e}", path.display(), i + 1))?,
+        .map(|(line, record)| {
+            let at = |message: String| format!("{}:{line}: {message}", path.display());
+            let text = match (config.chat, &record.prompt) {
+                (true, _) => tokenizer.render_chat(&record.messages(), true).map_err(|e| at(e.to_string()))?,
                 (false, Some(p)) => p.clone(),
-                (false, None) => return Err(format!("{}: record {} has `messages`; train with chat templates on (--chat)", path.display(), i + 1)),
+                (false, None) => return Err(at("`messages` needs the chat template: train with --chat".into())),
             };
-            let prompt = tokenizer.encode(&text).map_err(|e| e.to_string())?;
+            let prompt = tokenizer.encode(&text).map_err(|e| at(e.to_string()))?;
+            if prompt.is_empty() {
+                return Err(at("the prompt encodes to no tokens".into()));
+            }
             let response = match &record.answer {
                 Some(answer) => {
-                    let mut ids = tokenizer.encode(answer).map_err(|e| e.to_string())?;
+                    let mut ids = tokenizer.encode(answer).map_err(|e| at(e.to_string()))?;
                     ids.extend(stop);
                     Some(ids)
                 }
+                None if from_dataset => return Err(at("no `answer`: this objective trains on the dataset's answers".into())),
                 None => None,
             };
+            let (what, extra) = match &response {
+                Some(r) if from_dataset => ("its answer", r.len()),
+                _ => ("rollout_len_max", config.rollout_len_max),
+            };
+            if prompt.len() + extra > context {
+                return Err(at(format!("the prompt has {} tokens; with {what} ({extra} tokens) that is more than the teacher's context of {context}", prompt.len())));
+            }
             Ok(PromptItem { prompt, response })
         })
         .collect()

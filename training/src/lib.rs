@@ -10,6 +10,7 @@ pub mod curriculum;
 pub mod data;
 pub mod eval;
 pub mod example;
+pub mod guard;
 pub mod experiment;
 pub mod metrics;
 pub mod objective;

@@ -70,17 +70,19 @@ pub fn step_metrics() -> Vec<ScalarMetric> {
         ScalarMetric::new("rollout_seconds", |o| o.rollout_seconds),
         ScalarMetric::new("teacher_seconds", |o| o.teacher_seconds),
         ScalarMetric::new("student_seconds", |o| o.student_seconds),
+        ScalarMetric::new("skipped", |o| o.skipped),
     ]
 }
 
-/// Progress bar + `metrics.jsonl`. Training tokens are accumulated here (continuing
-/// from the log when a run resumes), so runs compare by tokens consumed.
+/// Progress bar + `metrics.jsonl`. Training tokens and skipped steps are accumulated here
+/// (continuing from the log when a run resumes), so runs compare by tokens consumed.
 pub struct StepRenderer {
     names: HashMap<MetricId, String>,
     current: Vec<(String, f64)>,
     log: PathBuf,
     bar: ProgressBar,
     tokens_total: f64,
+    skipped_total: f64,
     step: usize,
 }
 
@@ -90,7 +92,8 @@ impl StepRenderer {
     pub fn new(dir: &Path, first_step: usize, total_steps: usize) -> std::io::Result<Self> {
         let log = dir.join("metrics.jsonl");
         let kept: Vec<serde_json::Value> = read_log(&log).into_iter().filter(|v| v["step"].as_u64().is_some_and(|s| (s as usize) < first_step)).collect();
-        let tokens_total = kept.last().and_then(|v| v["tokens_total"].as_f64()).unwrap_or(0.0);
+        let total = |key: &str| kept.last().and_then(|v| v[key].as_f64()).unwrap_or(0.0);
+        let (tokens_total, skipped_total) = (total("tokens_total"), total("skipped_total"));
         let mut file = std::fs::File::create(&log)?;
         for line in &kept {
             writeln!(file, "{line}")?;
@@ -98,7 +101,7 @@ impl StepRenderer {
         let bar = ProgressBar::new(total_steps as u64);
         bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"));
         bar.set_position(first_step as u64);
-        Ok(Self { names: HashMap::new(), current: vec![], log, bar, tokens_total, step: first_step })
+        Ok(Self { names: HashMap::new(), current: vec![], log, bar, tokens_total, skipped_total, step: first_step })
     }
 }
 
@@ -126,6 +129,10 @@ impl MetricsRendererTraining for StepRenderer {
             if name == "tokens" {
                 self.tokens_total += value;
                 line.insert("tokens_total".into(), self.tokens_total.into());
+            }
+            if name == "skipped" {
+                self.skipped_total += value;
+                line.insert("skipped_total".into(), self.skipped_total.into());
             }
             line.insert(name.to_lowercase().replace(' ', "_"), value.into());
         }

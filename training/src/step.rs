@@ -2,6 +2,7 @@
 //! implements burn-train's `TrainStep` (rollout → state selection → teacher → student →
 //! loss → backward) and `InferenceStep` through one `forward_training`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -14,10 +15,12 @@ use opdlm_model::Transformer;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::clip::clip_global_norm;
+use crate::clip::{clip_global_norm, global_norm};
+use crate::config::FaultInjection;
 use crate::curriculum::Curriculum;
 use crate::data::PromptBatch;
 use crate::example::{batch_loss, batch_teacher_targets, Targets};
+use crate::guard::NumericGuard;
 use crate::objective::Objective;
 use crate::rollout::{make_examples, RolloutSettings};
 
@@ -30,6 +33,9 @@ pub struct StepSettings {
     pub curriculum: Curriculum,
     pub mask_id: u32,
     pub max_grad_norm: f64,
+    /// Skips steps with a non-finite loss or gradient; shared by all copies of the model.
+    pub guard: Arc<NumericGuard>,
+    pub faults: FaultInjection,
 }
 
 #[derive(Module, Debug)]
@@ -59,6 +65,8 @@ pub struct StepOutput {
     /// Student forward and backward passes.
     pub student_seconds: f64,
     pub batch_size: usize,
+    /// 1 when the loss or a gradient was not finite and the optimizer step is skipped.
+    pub skipped: f64,
 }
 
 impl ItemLazy for StepOutput {
@@ -108,6 +116,7 @@ impl<B: Backend> Distiller<B> {
             teacher_seconds,
             student_seconds: started.elapsed().as_secs_f64(),
             batch_size: batch.items.len(),
+            skipped: 0.0,
         };
         (loss, output)
     }
@@ -123,8 +132,16 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
         let started = Instant::now();
         let grads = match loss {
             Some(loss) => {
+                let loss = inject_faults(loss, &self.settings.faults, batch.step);
                 output.loss = loss.clone().into_scalar().elem::<f64>();
-                GradientsParams::from_grads(loss.backward(), self)
+                let grads = if output.loss.is_finite() { GradientsParams::from_grads(loss.backward(), self) } else { GradientsParams::new() };
+                let norm = global_norm::<B, Self>(self, &grads).map_or(0.0, |n| n.into_scalar().elem::<f64>());
+                if self.settings.guard.check(batch.step, output.loss, norm) {
+                    output.skipped = 1.0;
+                    GradientsParams::new()
+                } else {
+                    grads
+                }
             }
             // Every response was empty or only a stop token: nothing to learn this step.
             None => GradientsParams::new(),
@@ -134,13 +151,16 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
     }
 
     /// Clips the (accumulated) gradients by their global norm, as `clip_grad_norm_` does,
-    /// then takes the optimizer step.
+    /// then takes the optimizer step, unless one of its micro-batches was not finite.
     fn optimize<B2, O>(self, optim: &mut O, lr: f64, grads: GradientsParams) -> Self
     where
         B2: AutodiffBackend,
         O: Optimizer<Self, B2>,
         Self: AutodiffModule<B2>,
     {
+        if self.settings.guard.skip_update() {
+            return self;
+        }
         let max_norm = self.settings.max_grad_norm;
         let (grads, _norm) = clip_global_norm::<B2, Self>(&self, grads, max_norm);
         optim.step(lr, self, grads)
@@ -156,6 +176,20 @@ impl<B: Backend> InferenceStep for Distiller<B> {
         output.loss = loss.map_or(0.0, |l| l.into_scalar().elem::<f64>());
         output
     }
+}
+
+/// Test faults (see [`FaultInjection`]): a NaN loss, or NaN gradients under a finite loss
+/// (`sqrt` has an infinite slope at 0: `0 · ∞` is NaN while `sqrt(0) · 0` is 0).
+fn inject_faults<B: AutodiffBackend>(loss: Tensor<B, 1>, faults: &FaultInjection, step: usize) -> Tensor<B, 1> {
+    let mut loss = loss;
+    if faults.nan_loss_at.contains(&step) {
+        loss = loss.mul_scalar(f32::NAN);
+    }
+    if faults.nan_grads_at.contains(&step) {
+        let zero = loss.clone() - loss.clone().detach();
+        loss = loss + zero.sqrt().mul_scalar(0.0);
+    }
+    loss
 }
 
 /// Forces a tensor's computation now (backends may run lazily), so timings are honest.

@@ -5,17 +5,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::optim::AdamWConfig;
-use burn::record::DefaultRecorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{Interrupter, Learner, SupervisedTraining};
 use opdlm_model::load::save::save_hf_dir;
 use opdlm_model::{load_pretrained, TextTokenizer, Transformer};
 
+pub use crate::checkpoint::latest_checkpoint;
+use crate::checkpoint::{discard_after, verified_checkpoint, write_file_atomically, AtomicRecorder, SaveEveryEpoch};
 use crate::config::TrainConfig;
 use crate::data::{load_prompts, NoValidation, StepLoader};
 use crate::example::Targets;
+use crate::guard::NumericGuard;
 use crate::metrics::{read_log, step_metrics, StepRenderer};
 use crate::plot::plot_curves;
 use crate::rollout::RolloutSettings;
@@ -34,6 +35,10 @@ pub enum TrainError {
     Io { path: String, message: String },
     #[error("{0} already holds checkpoints: pass --resume to continue that run, or choose another --out")]
     OutputInUse(String),
+    #[error("{0}")]
+    Checkpoint(String),
+    #[error("training stopped: {message}. {kept}")]
+    Diverged { message: String, kept: String },
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -57,18 +62,28 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     config.validate()?;
     let out = config.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
-    let resume_epoch = if resume { latest_checkpoint(&out) } else { 0 };
+    let resume_epoch = if resume { verified_checkpoint(&out) } else { 0 };
     if !resume && latest_checkpoint(&out) > 0 {
         return Err(TrainError::OutputInUse(out.display().to_string()));
     }
-    write_atomically(&out.join("config.json"), &serde_json::to_string_pretty(config).expect("config serialises"))?;
+    // Leftovers of a killed run (temporary files, incomplete later epochs) would be
+    // mistaken for, or mixed with, the checkpoints this run writes.
+    discard_after(&out, resume_epoch).map_err(|e| io(&out.join("checkpoint"), e))?;
+    let config_path = out.join("config.json");
+    write_file_atomically(&config_path, &serde_json::to_string_pretty(config).expect("config serialises")).map_err(|e| io(&config_path, e))?;
 
     let (student, tokenizer) = initial_student::<B>(config, device)?;
     let teacher = student.clone();
     let diffusion = student.config().diffusion.clone().expect("into_diffusion sets it");
     let stop_tokens = stop_tokens(student.config().eos_token_ids.clone(), &tokenizer);
-    let items = load_prompts(&config.prompts, &tokenizer, config.chat, stop_tokens.first().copied()).map_err(TrainError::Data)?;
+    let context = student.config().max_position_embeddings;
+    if config.block_size > context {
+        return Err(TrainError::Data(format!("block_size {} exceeds the teacher's context of {context} ({})", config.block_size, config.teacher.display())));
+    }
+    let items = load_prompts(config, &tokenizer, stop_tokens.first().copied(), context).map_err(TrainError::Data)?;
 
+    let interrupter = Interrupter::new();
+    let guard = Arc::new(NumericGuard::new(config.max_bad_steps, interrupter.clone()));
     let settings = StepSettings {
         objective: config.objective,
         rollout: RolloutSettings {
@@ -87,6 +102,8 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
         curriculum: config.curriculum(),
         mask_id: diffusion.mask_token_id,
         max_grad_norm: config.max_grad_norm,
+        guard: guard.clone(),
+        faults: config.faults.clone(),
     };
     let model = Distiller::new(student, teacher, settings);
     let optimizer = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).with_weight_decay(0.0).init();
@@ -97,13 +114,12 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     let loader = StepLoader::new(items, config.batch_size, config.checkpoint_every, config.steps, config.seed, resume_epoch);
     let first_step = resume_epoch * config.checkpoint_every;
     let renderer = StepRenderer::new(&out, first_step, config.steps).map_err(|e| io(&out, e))?;
+    let recorder = AtomicRecorder::for_run(config);
     let mut training = SupervisedTraining::new(&out, Arc::new(loader), Arc::new(NoValidation))
         .metric_train_numeric(LearningRateMetric::new())
-        .with_file_checkpointer(DefaultRecorder::new())
-        .with_checkpointing_strategy(KeepLastNCheckpoints::new(match config.keep_checkpoints {
-            0 => usize::MAX,
-            n => n,
-        }))
+        .with_file_checkpointer(recorder.clone())
+        .with_checkpointing_strategy(SaveEveryEpoch)
+        .with_interrupter(interrupter)
         .renderer(renderer)
         .with_application_logger(None)
         .num_epochs(config.epochs())
@@ -115,6 +131,13 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
         training = training.checkpoint(resume_epoch);
     }
     let result = training.launch(learner);
+    // A failed checkpoint or the guard stopped the run: report it, export nothing.
+    if let Some(error) = recorder.error() {
+        return Err(TrainError::Checkpoint(format!("{error}; the run stopped. {}", kept_checkpoint(&out))));
+    }
+    if let Some(message) = guard.stopped() {
+        return Err(TrainError::Diverged { message, kept: kept_checkpoint(&out) });
+    }
 
     let model_dir = out.join("model");
     save_hf_dir(&result.model.student, &tokenizer, &model_dir)?;
@@ -151,24 +174,10 @@ pub fn stop_tokens(mut ids: Vec<u32>, tokenizer: &TextTokenizer) -> Vec<u32> {
     ids
 }
 
-/// The last epoch whose model, optimizer and scheduler checkpoints are all present.
-pub fn latest_checkpoint(out: &Path) -> usize {
-    let dir = out.join("checkpoint");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("model-")?.strip_suffix(".mpk")?.parse::<usize>().ok()
-        })
-        .filter(|n| ["optim", "scheduler"].iter().all(|k| dir.join(format!("{k}-{n}.mpk")).exists()))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Writes `text` to a temporary file and renames it over `path`.
-fn write_atomically(path: &Path, text: &str) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+/// Which checkpoint a stopped run leaves to resume from, in words.
+fn kept_checkpoint(out: &Path) -> String {
+    match latest_checkpoint(out) {
+        0 => "No checkpoint was completed; the run has to start over.".into(),
+        epoch => format!("Checkpoint {epoch} in {} is intact: `--resume` continues from it.", out.join("checkpoint").display()),
+    }
 }

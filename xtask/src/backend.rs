@@ -64,3 +64,27 @@ fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("could not start cargo ({e}); run yourself: {command}"))?;
     std::process::exit(status.code().unwrap_or(1));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct MustNotRun;
+
+    impl BackendTask for MustNotRun {
+        fn run<B: Backend>(self, _device: B::Device) -> anyhow::Result<()> {
+            panic!("ran on a backend that is not compiled in");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_backend_that_is_not_compiled_is_named_with_the_command_that_builds_it() {
+        // As a binary that already rebuilt itself once sees it (a first run would rebuild).
+        std::env::set_var("OPDLM_REBUILT", "1");
+        let err = dispatch(BackendKind::Cuda, MustNotRun).unwrap_err().to_string();
+        for part in ["backend `cuda` is not compiled", "cargo run --release -p xtask --features cuda"] {
+            assert!(err.contains(part), "error does not mention {part:?}: {err}");
+        }
+    }
+}

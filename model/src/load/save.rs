@@ -20,17 +20,11 @@ pub fn save_hf_dir<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer
         std::fs::remove_dir_all(&staging).map_err(|e| LoadError::file(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| LoadError::file(&staging, e))?;
-
-    let weights = staging.join("model.safetensors");
-    let mut store = SafetensorsStore::from_file(&weights)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .with_key_remapping(format!(r"^(.*norm)\.{NORM_SCALE_BURN}$"), format!("$1.{NORM_SCALE_HF}"))
-        .metadata("format", "pt");
-    model.save_into(&mut store).map_err(|e| LoadError::file(&weights, e))?;
-    let config = staging.join("config.json");
-    let json = serde_json::to_string_pretty(&model.config().to_hf_json()).expect("config serialises");
-    std::fs::write(&config, json).map_err(|e| LoadError::file(&config, e))?;
-    tokenizer.save_hf(&staging)?;
+    if let Err(e) = write_staging(model, tokenizer, &staging) {
+        // A full disk: leave nothing half-written behind (the previous `dir` is untouched).
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
 
     // Swap in the finished directory; the previous one is removed only afterwards.
     let previous = sibling(dir, "previous");
@@ -40,6 +34,25 @@ pub fn save_hf_dir<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer
     std::fs::rename(&staging, dir).map_err(|e| LoadError::file(dir, e))?;
     if previous.exists() {
         std::fs::remove_dir_all(&previous).map_err(|e| LoadError::file(&previous, e))?;
+    }
+    Ok(())
+}
+
+/// Writes every file of the model directory into `staging` and syncs them to disk.
+fn write_staging<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer, staging: &Path) -> Result<(), LoadError> {
+    let weights = staging.join("model.safetensors");
+    let mut store = SafetensorsStore::from_file(&weights)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_key_remapping(format!(r"^(.*norm)\.{NORM_SCALE_BURN}$"), format!("$1.{NORM_SCALE_HF}"))
+        .metadata("format", "pt");
+    model.save_into(&mut store).map_err(|e| LoadError::file(&weights, e))?;
+    let config = staging.join("config.json");
+    let json = serde_json::to_string_pretty(&model.config().to_hf_json()).expect("config serialises");
+    std::fs::write(&config, json).map_err(|e| LoadError::file(&config, e))?;
+    tokenizer.save_hf(staging)?;
+    for entry in std::fs::read_dir(staging).map_err(|e| LoadError::file(staging, e))? {
+        let path = entry.map_err(|e| LoadError::file(staging, e))?.path();
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| LoadError::file(&path, e))?;
     }
     Ok(())
 }

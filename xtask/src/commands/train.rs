@@ -124,6 +124,9 @@ pub struct TrainArgs {
     /// Checkpoints kept on disk, newest first; 0 keeps all [default: 2].
     #[arg(long)]
     pub keep_checkpoints: Option<usize>,
+    /// Steps with a non-finite loss or gradient are skipped; this many in a row stop the run [default: 5].
+    #[arg(long)]
+    pub max_bad_steps: Option<usize>,
     /// Random seed (data order, rollouts, state selection) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -173,7 +176,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
-        set!(teacher, prompts, out, block_size, threshold, temperature, lr, final_lr, warmup, batch_size, grad_accum, rollout_len_min, rollout_len_max, rollout_len_ramp, steps, checkpoint_every, keep_checkpoints, seed);
+        set!(teacher, prompts, out, block_size, threshold, temperature, lr, final_lr, warmup, batch_size, grad_accum, rollout_len_min, rollout_len_max, rollout_len_ramp, steps, checkpoint_every, keep_checkpoints, max_bad_steps, seed);
         if self.top_k_logits.is_some() {
             c.top_k_logits = self.top_k_logits;
         }

@@ -1,0 +1,91 @@
+//! The numerical guard: a step whose loss or gradients are not finite takes no optimizer
+//! step (the weights and Adam moments stay as they were), is reported on stderr and counted
+//! in `metrics.jsonl` (`skipped`, `skipped_total`). `max_bad` skipped optimizer steps in
+//! a row stop the run through the Learner's interrupter; the epoch in progress then writes
+//! no checkpoint, so the last good one stays the newest.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use burn::train::Interrupter;
+
+pub struct NumericGuard {
+    max_bad: usize,
+    interrupter: Interrupter,
+    /// Set by a bad micro-batch, consumed by the optimizer step it belongs to.
+    skip_update: AtomicBool,
+    last_bad_step: AtomicUsize,
+    in_row: AtomicUsize,
+    stopped: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for NumericGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumericGuard").field("max_bad", &self.max_bad).field("in_row", &self.in_row).finish_non_exhaustive()
+    }
+}
+
+impl NumericGuard {
+    pub fn new(max_bad: usize, interrupter: Interrupter) -> Self {
+        Self { max_bad, interrupter, skip_update: AtomicBool::new(false), last_bad_step: AtomicUsize::new(0), in_row: AtomicUsize::new(0), stopped: Mutex::new(None) }
+    }
+
+    /// Judges one micro-batch of global step `step`; true when it is bad (its optimizer
+    /// step will be skipped).
+    pub fn check(&self, step: usize, loss: f64, grad_norm: f64) -> bool {
+        let what = match (loss.is_finite(), grad_norm.is_finite()) {
+            (true, true) => return false,
+            (false, _) => format!("loss is {loss}"),
+            (true, false) => format!("gradient norm is {grad_norm}"),
+        };
+        eprintln!("warning: step {step}: {what}; skipping its optimizer step");
+        self.last_bad_step.store(step, Ordering::SeqCst);
+        self.skip_update.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Called at each optimizer step: whether to skip it. The `max_bad`-th skip in a row
+    /// stops the run.
+    pub fn skip_update(&self) -> bool {
+        if !self.skip_update.swap(false, Ordering::SeqCst) {
+            self.in_row.store(0, Ordering::SeqCst);
+            return false;
+        }
+        let in_row = self.in_row.fetch_add(1, Ordering::SeqCst) + 1;
+        if in_row >= self.max_bad {
+            let message = format!(
+                "{in_row} optimizer steps in a row had a non-finite loss or gradient (the last at step {}; max_bad_steps = {})",
+                self.last_bad_step.load(Ordering::SeqCst),
+                self.max_bad
+            );
+            self.interrupter.stop(Some(&message));
+            *self.stopped.lock().expect("not poisoned") = Some(message);
+        }
+        true
+    }
+
+    /// Why the guard stopped the run, if it did.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped.lock().expect("not poisoned").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_steps_are_skipped_and_only_a_run_of_them_stops_training() {
+        let interrupter = Interrupter::new();
+        let guard = NumericGuard::new(2, interrupter.clone());
+        assert!(!guard.check(0, 1.0, 3.0) && !guard.skip_update());
+        assert!(guard.check(1, f64::NAN, 3.0) && guard.skip_update());
+        assert!(!guard.check(2, 1.0, 3.0) && !guard.skip_update(), "a good step resets the count");
+        assert!(guard.check(3, 1.0, f64::INFINITY) && guard.skip_update());
+        assert!(!interrupter.should_stop());
+        assert!(guard.check(4, f64::INFINITY, f64::NAN) && guard.skip_update());
+        assert!(interrupter.should_stop());
+        let message = guard.stopped().unwrap();
+        assert!(message.contains("2 optimizer steps in a row") && message.contains("step 4"), "{message}");
+    }
+}
