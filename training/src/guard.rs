@@ -12,6 +12,10 @@ use burn::train::Interrupter;
 pub struct NumericGuard {
     max_bad: usize,
     interrupter: Interrupter,
+    /// Learner epoch length and micro-batches per optimizer step: the Learner accumulates
+    /// within an epoch and drops a remainder at its end.
+    steps_per_epoch: usize,
+    grad_accum: usize,
     /// Set by a bad micro-batch, consumed by the optimizer step it belongs to.
     skip_update: AtomicBool,
     last_bad_step: AtomicUsize,
@@ -27,12 +31,31 @@ impl std::fmt::Debug for NumericGuard {
 
 impl NumericGuard {
     pub fn new(max_bad: usize, interrupter: Interrupter) -> Self {
-        Self { max_bad, interrupter, skip_update: AtomicBool::new(false), last_bad_step: AtomicUsize::new(0), in_row: AtomicUsize::new(0), stopped: Mutex::new(None) }
+        Self {
+            max_bad,
+            interrupter,
+            steps_per_epoch: 1,
+            grad_accum: 1,
+            skip_update: AtomicBool::new(false),
+            last_bad_step: AtomicUsize::new(0),
+            in_row: AtomicUsize::new(0),
+            stopped: Mutex::new(None),
+        }
+    }
+
+    /// For gradient accumulation: which global steps start an optimizer step's group.
+    pub fn with_accumulation(self, steps_per_epoch: usize, grad_accum: usize) -> Self {
+        Self { steps_per_epoch: steps_per_epoch.max(1), grad_accum: grad_accum.max(1), ..self }
     }
 
     /// Judges one micro-batch of global step `step`; true when it is bad (its optimizer
     /// step will be skipped).
     pub fn check(&self, step: usize, loss: f64, grad_norm: f64) -> bool {
+        if (step % self.steps_per_epoch) % self.grad_accum == 0 {
+            // A new group: a bad micro-batch of a group the Learner dropped at the end of
+            // an epoch must not cancel this one.
+            self.skip_update.store(false, Ordering::SeqCst);
+        }
         let what = match (loss.is_finite(), grad_norm.is_finite()) {
             (true, true) => return false,
             (false, _) => format!("loss is {loss}"),
@@ -87,5 +110,15 @@ mod tests {
         assert!(interrupter.should_stop());
         let message = guard.stopped().unwrap();
         assert!(message.contains("2 optimizer steps in a row") && message.contains("step 4"), "{message}");
+    }
+
+    #[test]
+    fn with_accumulation_a_bad_micro_batch_skips_only_its_own_group() {
+        // Epochs of 5 steps, groups of 2: (0 1) (2 3) [4 dropped] | (5 6) …
+        let guard = NumericGuard::new(9, Interrupter::new()).with_accumulation(5, 2);
+        assert!(!guard.check(0, 1.0, 1.0) && guard.check(1, f64::NAN, 1.0) && guard.skip_update());
+        assert!(!guard.check(2, 1.0, 1.0) && !guard.check(3, 1.0, 1.0) && !guard.skip_update());
+        assert!(guard.check(4, f64::NAN, 1.0), "the epoch's last, dropped micro-batch");
+        assert!(!guard.check(5, 1.0, 1.0) && !guard.check(6, 1.0, 1.0) && !guard.skip_update(), "step 4 must not skip the next group");
     }
 }

@@ -83,7 +83,7 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     let items = load_prompts(config, &tokenizer, stop_tokens.first().copied(), context).map_err(TrainError::Data)?;
 
     let interrupter = Interrupter::new();
-    let guard = Arc::new(NumericGuard::new(config.max_bad_steps, interrupter.clone()));
+    let guard = Arc::new(NumericGuard::new(config.max_bad_steps, interrupter.clone()).with_accumulation(config.checkpoint_every, config.grad_accum));
     let settings = StepSettings {
         objective: config.objective,
         rollout: RolloutSettings {
