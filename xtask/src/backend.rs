@@ -48,7 +48,7 @@ pub fn dispatch(kind: BackendKind, task: impl BackendTask) -> anyhow::Result<()>
     }
 }
 
-fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
+pub(crate) fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
     let feature = kind.feature();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = format!("cargo run --release -p xtask --features {feature} -- {}", args.join(" "));

@@ -1,82 +1,327 @@
-//! `cargo xtask bench`: decoding speed of one model, AR vs static vs dynamic block
-//! diffusion, side by side in one run, reported as ratios to AR. A benchmark, not a test:
-//! it measures, it asserts nothing.
+//! `cargo xtask bench`: our speed side by side with PyTorch, as ratios, in one run.
+//!
+//! For each model (SmolLM2-135M from its GGUF, a random-weight Qwen3-0.6B, or `--model`)
+//! the bench writes a [`plan::Plan`] (token ids, sizes, thread count), runs it in one
+//! worker process per CPU backend (this binary, `bench --worker`) and in
+//! `scripts/bench_baseline.py` (transformers on CPU), and writes a JSON and a Markdown
+//! report. A benchmark, not a test: it measures, it asserts nothing. Without Python,
+//! torch or transformers it says so and reports our figures alone.
+//!
+//! `--logits-check MODEL --backends cuda` compares a backend's logits with the CPU's
+//! (used by `scripts/gpu-check.sh`).
 
-use std::path::PathBuf;
+mod baseline;
+mod logits_check;
+mod memory;
+mod plan;
+mod random_model;
+mod report;
+mod worker;
 
-use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
 use burn::prelude::Backend;
-use clap::Args;
-use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
-use opdlm_model::{load_pretrained, ChatMessage};
+use clap::{Args, ValueEnum};
+use opdlm_model::{load_tokenizer, ChatMessage, ModelConfig};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
+use plan::{Measured, Plan, TrainPlan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchModel {
+    /// SmolLM2-135M-Instruct (the Q4_1 GGUF, dequantised to f32 by both sides).
+    Smollm2,
+    /// Qwen3-0.6B shapes with seeded random weights (written once under `--cache`).
+    Qwen3,
+}
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Model: Hugging Face directory or .gguf file.
+    /// Models to benchmark (ignored when `--model` is given).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [BenchModel::Smollm2, BenchModel::Qwen3])]
+    pub models: Vec<BenchModel>,
+    /// Benchmark this model instead (Hugging Face directory or .gguf), e.g. a converted one.
     #[arg(long)]
-    pub model: PathBuf,
-    /// User message, rendered with the model's chat template.
+    pub model: Option<PathBuf>,
+    /// The SmolLM2 GGUF (fetched by scripts/fetch-smollm2.sh when missing).
+    #[arg(long, default_value = ".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")]
+    pub smollm2: PathBuf,
+    /// Where the random-weight Qwen3-0.6B is written (once per seed).
+    #[arg(long, default_value = ".cache/bench")]
+    pub cache: PathBuf,
+    /// Backends of our side (default: every CPU backend compiled into this binary).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub backends: Vec<BackendKind>,
+    /// CPU threads for every implementation (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// User message of the prompt (chat template applied when the model has one; a model
+    /// without tokenizer gets `--random-prompt-tokens` seeded random ids).
     #[arg(long, default_value = "Write a short story about a robot who learns to paint.")]
     pub prompt: String,
-    /// Tokens to generate per run (stop tokens are ignored so every run generates them all).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
+    pub random_prompt_tokens: usize,
+    /// Prompt length of the prefill measurement (the prompt repeated).
+    #[arg(long, default_value_t = 128)]
+    pub prefill_tokens: usize,
+    /// Tokens generated per decoding run (stop tokens ignored).
+    #[arg(long, default_value_t = 16)]
     pub max_new_tokens: usize,
-    /// Block size of the diffusion runs.
+    /// Block size of the diffusion runs and of training.
     #[arg(long, default_value_t = 4)]
     pub block_size: usize,
-    /// Threshold γ of the dynamic run.
+    /// Threshold γ of the dynamic run and of the training rollout.
     #[arg(long, default_value_t = 0.9)]
     pub threshold: f32,
-    /// Repetitions per configuration (the best is reported).
-    #[arg(long, default_value_t = 2)]
+    /// Timed repetitions of prefill and each decoding run (the fastest is reported).
+    #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
-    pub backend: BackendKind,
+    /// Rollout length of the training step.
+    #[arg(long, default_value_t = 8)]
+    pub train_rollout_len: usize,
+    /// Skip the training step.
+    #[arg(long)]
+    pub no_train: bool,
+    /// Skip the PyTorch baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Seed of the random model, random prompts and the training rollout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Report directory (report.json, report.md, and per-model plans and results).
+    #[arg(long, default_value = "runs/bench")]
+    pub out: PathBuf,
+    /// Compare this model's logits on the first of `--backends` with the CPU's, and exit.
+    #[arg(long)]
+    pub logits_check: Option<PathBuf>,
+    /// Internal: run one plan on the first of `--backends` and write its result here.
+    #[arg(long, hide = true, requires = "worker_out")]
+    pub worker: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub worker_out: Option<PathBuf>,
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    dispatch(args.backend, args)
+pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.backends.is_empty() {
+        args.backends = compiled_cpu_backends();
+    }
+    if let Some(missing) = args.backends.iter().copied().find(|&b| !compiled(b)) {
+        // Rebuilds with that backend's feature (the default ones stay) and re-runs.
+        return crate::backend::rebuild_with(missing);
+    }
+    if args.worker.is_some() || args.logits_check.is_some() {
+        return dispatch(args.backends[0], args);
+    }
+    orchestrate(&args)
 }
 
+fn compiled(kind: BackendKind) -> bool {
+    match kind {
+        BackendKind::Ndarray => cfg!(feature = "ndarray"),
+        BackendKind::Flex => cfg!(feature = "flex"),
+        BackendKind::Wgpu => cfg!(feature = "wgpu"),
+        BackendKind::Cuda => cfg!(feature = "cuda"),
+    }
+}
+
+fn compiled_cpu_backends() -> Vec<BackendKind> {
+    [BackendKind::Ndarray, BackendKind::Flex].into_iter().filter(|&b| compiled(b)).collect()
+}
+
+pub(crate) fn backend_name(kind: BackendKind) -> String {
+    format!("{kind:?}").to_lowercase()
+}
+
+/// Worker and logits-check bodies, run on the chosen backend.
 impl BackendTask for BenchArgs {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let pretrained = load_pretrained::<B>(&self.model, &device).with_context(|| format!("loading {}", self.model.display()))?;
-        let tokenizer = pretrained.tokenizer;
-        let model = pretrained.model.into_diffusion(tokenizer.vocab_size(), self.block_size, true);
-        let text = tokenizer.render_chat(&[ChatMessage::user(self.prompt.clone())], true).unwrap_or(self.prompt.clone());
-        let prompt = vec![tokenizer.encode(&text)?];
-        let diffusion = |rule| DecodeConfig::diffusion(self.block_size, self.max_new_tokens, rule);
-        let runs = [
-            ("AR (causal, 1 token/forward)".to_string(), DecodeConfig::autoregressive(self.max_new_tokens, SamplingConfig::GREEDY, vec![], 0)),
-            (format!("static, block {}", self.block_size), diffusion(CommitRule::Static)),
-            (format!("dynamic γ={}, block {}", self.threshold, self.block_size), diffusion(CommitRule::Dynamic { threshold: self.threshold })),
-        ];
-        println!("model {} · prompt {} tokens · {} new tokens · backend {:?}", self.model.display(), prompt[0].len(), self.max_new_tokens, self.backend);
-        println!("| decoding | tokens | NFE | tokens/forward | tok/s | prefill ms | tok/s vs AR |");
-        println!("|---|---|---|---|---|---|---|");
-        let mut ar_speed = None;
-        for (name, config) in runs {
-            let best = (0..self.repeats.max(1))
-                .map(|_| generate(&model, &prompt, &config, |_| {}).map(|g| g.stats))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .max_by(|a, b| a.tokens_per_second().total_cmp(&b.tokens_per_second()))
-                .expect("at least one repeat");
-            let speed = best.tokens_per_second();
-            let base = *ar_speed.get_or_insert(speed);
-            println!(
-                "| {name} | {} | {} | {:.2} | {:.1} | {:.0} | {:.2}× |",
-                best.tokens,
-                best.forwards,
-                best.tokens_per_forward(),
-                speed,
-                best.prefill.as_secs_f64() * 1e3,
-                speed / base
-            );
+        let backend = backend_name(self.backends[0]);
+        if let (Some(plan), Some(out)) = (&self.worker, &self.worker_out) {
+            return worker::run::<B>(plan, &backend, out, device);
         }
+        let model = self.logits_check.as_ref().expect("dispatched for a worker or a logits check");
+        let check = cpu_logits_check::<B>(model, &backend, &device)?;
+        logits_check::print(&check);
+        std::fs::create_dir_all(&self.out)?;
+        let path = self.out.join(format!("logits-check-{backend}-{}.json", file_stem(model)));
+        std::fs::write(&path, serde_json::to_string_pretty(&check)?)?;
+        println!("written: {}", path.display());
         Ok(())
     }
+}
+
+fn cpu_logits_check<B: Backend>(model: &Path, backend: &str, device: &B::Device) -> anyhow::Result<logits_check::LogitsCheck> {
+    #[cfg(feature = "ndarray")]
+    return logits_check::check::<B, burn::backend::NdArray<f32>>(model, backend, "ndarray", device);
+    #[cfg(all(not(feature = "ndarray"), feature = "flex"))]
+    return logits_check::check::<B, burn::backend::Flex>(model, backend, "flex", device);
+    #[allow(unreachable_code)]
+    {
+        let _ = (model, backend, device);
+        bail!("--logits-check needs a CPU backend (feature ndarray or flex) as reference")
+    }
+}
+
+/// One model's workload and where its results go.
+struct Job {
+    plan: Plan,
+    dir: PathBuf,
+}
+
+fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
+    let repo = baseline::repo_root();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let baseline = if args.no_baseline { Err("skipped (--no-baseline)".to_string()) } else { baseline::availability(&repo) };
+    match &baseline {
+        Ok(versions) => eprintln!("PyTorch baseline: {versions}"),
+        Err(why) => eprintln!("PyTorch baseline unavailable: {why}. Reporting our figures only."),
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let load_start = report::load_average();
+    let jobs = jobs(args, &repo, threads)?;
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for job in jobs {
+        std::fs::create_dir_all(&job.dir)?;
+        let plan_path = job.dir.join("plan.json");
+        std::fs::write(&plan_path, serde_json::to_string_pretty(&job.plan)?)?;
+        eprintln!(
+            "== {}: prompt {} tokens, prefill {} tokens, {} new tokens, block {}, γ {}, {} threads",
+            job.plan.name,
+            job.plan.prompt.len(),
+            job.plan.prefill.len(),
+            job.plan.max_new_tokens,
+            job.plan.block_size,
+            job.plan.threshold,
+            threads
+        );
+        let mut ours = Vec::new();
+        for &backend in &args.backends {
+            let name = backend_name(backend);
+            let out = job.dir.join(format!("opdlm-{name}.json"));
+            match run_worker(&plan_path, backend, &out, threads) {
+                Ok(measured) => ours.push(measured),
+                Err(e) => {
+                    eprintln!("{} on {name} failed: {e:#}", job.plan.name);
+                    failures.push(format!("{} on {name}", job.plan.name));
+                }
+            }
+        }
+        let theirs = match &baseline {
+            Ok(_) => baseline::run(&repo, &plan_path, &job.dir.join("pytorch.json")),
+            Err(why) => Err(why.clone()),
+        };
+        if let Err(why) = &theirs {
+            eprintln!("{}: PyTorch baseline unavailable: {why}", job.plan.name);
+        }
+        reports.push(report::ModelReport { plan: job.plan, ours, baseline: theirs.map_err(|e| e.to_string()) });
+    }
+    let load = report::LoadAverage { start: load_start, end: report::load_average() };
+    let markdown = report::markdown(&reports, threads, &load);
+    println!("{markdown}");
+    let json = report::json(&reports, threads, &load);
+    std::fs::write(args.out.join("report.md"), &markdown)?;
+    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
+    eprintln!("written: {} and report.json", args.out.join("report.md").display());
+    if !failures.is_empty() {
+        bail!("these runs failed (see their output above): {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs one plan in a fresh process of this binary (own thread pool, own peak memory).
+fn run_worker(plan: &Path, backend: BackendKind, out: &Path, threads: usize) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let status = Command::new(exe)
+        .args(["bench", "--backends", &backend_name(backend), "--worker"])
+        .arg(plan)
+        .arg("--worker-out")
+        .arg(out)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .status()
+        .context("starting the worker")?;
+    if !status.success() {
+        bail!("worker exited with {status}");
+    }
+    let text = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job>> {
+    let train = (!args.no_train).then(|| TrainPlan { rollout_len: args.train_rollout_len, temperature: 1.0, lr: 1e-5, seed: args.seed });
+    let plan = |name: String, model: PathBuf, prompt: Vec<u32>, tokenizer_vocab: usize, config: Option<ModelConfig>| {
+        let prefill = prompt.iter().copied().cycle().take(args.prefill_tokens).collect();
+        let diffusion = config.and_then(|c| c.diffusion);
+        Plan {
+            name,
+            model,
+            prompt,
+            prefill,
+            tokenizer_vocab,
+            mask_token_id: diffusion.as_ref().map_or(tokenizer_vocab as u32, |d| d.mask_token_id),
+            decode_shift: diffusion.as_ref().is_none_or(|d| d.shift_logits),
+            max_new_tokens: args.max_new_tokens,
+            block_size: args.block_size,
+            threshold: args.threshold,
+            repeats: args.repeats,
+            threads,
+            train: train.clone(),
+        }
+    };
+    let mut plans = Vec::new();
+    if let Some(model) = &args.model {
+        let config = model.is_dir().then(|| ModelConfig::from_file(&model.join("config.json"))).transpose()?;
+        let (prompt, vocab) = chat_prompt(model, &args.prompt)?;
+        plans.push(plan(file_stem(model), model.clone(), prompt, vocab, config));
+    } else {
+        for m in &args.models {
+            match m {
+                BenchModel::Smollm2 => {
+                    let gguf = smollm2(&args.smollm2, repo)?;
+                    let (prompt, vocab) = chat_prompt(&gguf, &args.prompt)?;
+                    plans.push(plan("smollm2-135m".into(), gguf, prompt, vocab, None));
+                }
+                BenchModel::Qwen3 => {
+                    let dir = random_model::qwen3_0_6b(&args.cache, args.seed)?;
+                    let vocab = random_model::QWEN3_TOKENIZER_VOCAB;
+                    let prompt = random_model::random_ids(args.random_prompt_tokens, vocab, args.seed);
+                    plans.push(plan("qwen3-0.6b-random".into(), dir, prompt, vocab, None));
+                }
+            }
+        }
+    }
+    for plan in &mut plans {
+        // Absolute, so that workers and the baseline can run from any directory.
+        plan.model = std::fs::canonicalize(&plan.model).with_context(|| format!("{}", plan.model.display()))?;
+    }
+    Ok(plans.into_iter().map(|plan| Job { dir: args.out.join(&plan.name), plan }).collect())
+}
+
+/// The prompt's token ids (chat template applied when there is one) and the tokenizer's size.
+fn chat_prompt(model: &Path, message: &str) -> anyhow::Result<(Vec<u32>, usize)> {
+    let tokenizer = load_tokenizer(model).with_context(|| format!("loading the tokenizer of {}", model.display()))?;
+    let text = tokenizer.render_chat(&[ChatMessage::user(message.to_string())], true).unwrap_or_else(|_| message.to_string());
+    Ok((tokenizer.encode(&text)?, tokenizer.vocab_size()))
+}
+
+/// The SmolLM2 GGUF, fetched with `scripts/fetch-smollm2.sh` when missing.
+fn smollm2(path: &Path, repo: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let script = repo.join("scripts/fetch-smollm2.sh");
+    eprintln!("{} is missing; fetching it with {}", path.display(), script.display());
+    let status = Command::new("bash").arg(&script).status().context("running scripts/fetch-smollm2.sh")?;
+    if !status.success() || !path.is_file() {
+        bail!("{} is missing and {} could not fetch it; pass --smollm2 PATH or --models qwen3", path.display(), script.display());
+    }
+    Ok(path.to_path_buf())
+}
+
+/// A model's name for file names: a directory's name, or a file's name without extension.
+fn file_stem(path: &Path) -> String {
+    let name = if path.is_dir() { path.file_name() } else { path.file_stem() };
+    name.map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }

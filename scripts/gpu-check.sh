@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# GPU check of a CUDA build: correctness (CUDA logits vs CPU logits) and speed (AR vs
+# dynamic block decoding, one OPDLM training step) on a random-weight Qwen3-0.6B.
+# Builds nothing and needs no network on the GPU host; finishes in a few minutes
+# (every step is under `timeout`; 7.5 minutes at most in all).
+#
+# 1. Build the binary beforehand, on any machine with the Rust toolchain (no CUDA toolkit
+#    needed: cudarc loads the driver and NVRTC at run time; the default `ndarray` feature
+#    stays on and serves as the CPU reference):
+#        cargo build --release -p xtask --features cuda
+#        mkdir -p gpu-bin && strip -o gpu-bin/xtask target/release/xtask
+# 2. Copy the repository (tests/fixtures is needed, .cache is not) and gpu-bin/xtask to the
+#    GPU host, and run from the repository root:
+#        XTASK=gpu-bin/xtask scripts/gpu-check.sh [OUT_DIR]      # default OUT_DIR: runs/gpu-check
+#
+# Results: OUT_DIR/summary.md (everything below), logits-check-*.json, bench/report.{md,json}.
+# Environment: XTASK (binary), BACKEND (default cuda; wgpu works too with a wgpu build),
+# CACHE (where the random model is written, default .cache/bench).
+set -uo pipefail
+
+XTASK="${XTASK:-gpu-bin/xtask}"
+BACKEND="${BACKEND:-cuda}"
+OUT="${1:-runs/gpu-check}"
+CACHE="${CACHE:-.cache/bench}"   # where the random model is written (not under OUT: 1.2 GB)
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.md"
+: > "$SUMMARY"
+say() { echo "$@" | tee -a "$SUMMARY"; }
+status=0
+
+if [[ ! -x "$XTASK" ]]; then
+    echo "error: $XTASK is not an executable; build it first (see the top of this script)" >&2
+    exit 2
+fi
+
+# cubecl-cuda compiles its kernels with NVRTC at run time. If the dynamic loader does not
+# know libnvrtc, look where CUDA installs and pip wheels put it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+    lib=$(find /usr/local/cuda/ /usr/local/ /usr/lib/ /opt/ -name 'libnvrtc.so*' 2>/dev/null | head -1)
+    if [[ -n "$lib" ]]; then
+        export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+fi
+
+say "# GPU check ($BACKEND), $(date -u +%Y-%m-%dT%H:%MZ)"
+say ""
+say '```'
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || echo "nvidia-smi unavailable"; } | tee -a "$SUMMARY"
+say "host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+say '```'
+
+# Runs a step under a time limit, keeping its output in the summary.
+step() {
+    local limit="$1" title="$2"
+    shift 2
+    say ""
+    say "## $title"
+    say ""
+    say '```'
+    say "\$ $*"
+    local started=$SECONDS
+    timeout "$limit" "$@" 2>&1 | tee -a "$SUMMARY"
+    local rc=${PIPESTATUS[0]}
+    say '```'
+    say "(exit $rc, $((SECONDS - started)) s)"
+    [[ $rc -eq 0 ]] || status=1
+}
+
+# 1. Correctness on the parity fixtures: CUDA vs CPU (and vs transformers' logits).
+for fixture in tests/fixtures/tiny-qwen3 tests/fixtures/tiny-llama; do
+    step 75 "logits: $fixture" "$XTASK" bench --logits-check "$fixture" --backends "$BACKEND" --out "$OUT"
+done
+
+# 2. Speed on random-weight Qwen3-0.6B (the bench writes the model once, ≈ 1.2 GB), with
+#    the GPU's memory sampled alongside.
+MEM="$OUT/gpu-memory.csv"
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$MEM" 2>/dev/null &
+    SAMPLER=$!
+fi
+step 210 "speed: Qwen3-0.6B (random weights)" "$XTASK" bench --models qwen3 --backends "$BACKEND" --no-baseline \
+    --max-new-tokens 64 --repeats 2 --train-rollout-len 32 --cache "$CACHE" --out "$OUT/bench"
+if [[ -n "${SAMPLER:-}" ]]; then
+    kill "$SAMPLER" 2>/dev/null
+    say ""
+    say "peak GPU memory used during the speed run: $(sort -n "$MEM" | tail -1) MiB"
+fi
+
+# 3. Correctness at full size: the same Qwen3-0.6B, CUDA vs CPU logits (16 tokens).
+MODEL=$(ls -d "$CACHE"/qwen3-0.6b-random-seed0 2>/dev/null)
+if [[ -n "$MODEL" ]]; then
+    step 90 "logits: Qwen3-0.6B (random weights)" "$XTASK" bench --logits-check "$MODEL" --backends "$BACKEND" --out "$OUT"
+fi
+
+say ""
+say "overall: $([[ $status -eq 0 ]] && echo ok || echo 'FAILED (see above)')"
+exit $status

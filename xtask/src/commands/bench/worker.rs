@@ -1,0 +1,191 @@
+//! Our side of a benchmark: one process per (model, backend), so that thread count and
+//! peak memory belong to that run alone. Runs the [`Plan`]'s phases in order (load,
+//! prefill, AR, static, dynamic, one training step) and writes a [`Measured`].
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::AdamWConfig;
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+use burn::train::TrainStep;
+use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
+use opdlm_model::{load_model, AttentionMode, CacheUse, Layout, Transformer};
+use opdlm_training::curriculum::{Curriculum, RampShape};
+use opdlm_training::data::PromptBatch;
+use opdlm_training::example::Targets;
+use opdlm_training::objective::{Divergence, Objective};
+use opdlm_training::rollout::{PromptItem, RolloutSettings};
+use opdlm_training::state::StateSelection;
+use opdlm_training::step::{Distiller, StepSettings};
+
+use super::memory::{peak_rss_mib, reset_peak_rss};
+use super::plan::{Measured, Plan, Speed, TrainPlan, TrainTiming};
+
+/// Tokens of the untimed warm-up forward pass (first-call allocations, thread pools).
+const WARMUP_TOKENS: usize = 8;
+
+/// Runs every phase of `plan` on backend `B` and returns what was measured.
+pub fn measure<B: Backend>(plan: &Plan, backend: &str, device: &B::Device) -> anyhow::Result<Measured> {
+    let mut measured = Measured { implementation: "opdlm".into(), backend: backend.into(), threads: plan.threads, ..Default::default() };
+
+    reset_peak_rss();
+    let started = Instant::now();
+    let model: Transformer<Autodiff<B>> = load_model(&plan.model, device).with_context(|| format!("loading {}", plan.model.display()))?;
+    let inference: Transformer<B> = model.valid();
+    sync::<B>(device);
+    measured.load_seconds = started.elapsed().as_secs_f64();
+    measured.load_peak_rss_mib = peak_rss_mib();
+    eprintln!("[{backend}] {}: loaded in {:.1} s", plan.name, measured.load_seconds);
+
+    // Unconverted AR model decoded by the diffusion sampler: logits read shifted.
+    let decoder = inference.into_diffusion(plan.tokenizer_vocab, plan.block_size, true);
+    let _ = prefill(&decoder, &plan.prompt[..WARMUP_TOKENS.min(plan.prompt.len())], device);
+
+    measured.prefill = Some(best_of(plan.repeats, || {
+        reset_peak_rss();
+        let seconds = prefill(&decoder, &plan.prefill, device);
+        Ok(Speed::new(plan.prefill.len(), 1, seconds, peak_rss_mib()))
+    })?);
+    report(backend, plan, "prefill", measured.prefill.as_ref());
+
+    let diffusion = |rule| DecodeConfig::diffusion(plan.block_size, plan.max_new_tokens, rule);
+    let runs = [
+        ("ar", DecodeConfig::autoregressive(plan.max_new_tokens, SamplingConfig::GREEDY, vec![], 0)),
+        ("static", diffusion(CommitRule::Static)),
+        ("dynamic", diffusion(CommitRule::Dynamic { threshold: plan.threshold })),
+    ];
+    let mut speeds = Vec::new();
+    for (name, config) in runs {
+        let speed = best_of(plan.repeats, || {
+            reset_peak_rss();
+            let generation = generate(&decoder, std::slice::from_ref(&plan.prompt), &config, |_| {})?;
+            measured.outputs.insert(name.to_string(), generation.rows[0].tokens.clone());
+            let stats = generation.stats;
+            Ok(Speed::new(stats.tokens, stats.forwards, stats.elapsed.as_secs_f64(), peak_rss_mib()))
+        })?;
+        report(backend, plan, name, Some(&speed));
+        speeds.push(speed);
+    }
+    let mut speeds = speeds.into_iter();
+    (measured.ar, measured.static_, measured.dynamic) = (speeds.next(), speeds.next(), speeds.next());
+    drop(decoder);
+
+    if let Some(train) = &plan.train {
+        let timing = train_step(model, plan, train, device)?;
+        eprintln!(
+            "[{backend}] {}: train step {:.2} s (rollout {:.2} s, teacher {:.2} s, student {:.2} s, optimizer {:.2} s)",
+            plan.name, timing.total_seconds, timing.rollout_seconds, timing.teacher_seconds, timing.student_seconds, timing.optimizer_seconds
+        );
+        measured.train = Some(timing);
+    }
+    Ok(measured)
+}
+
+/// Seconds of one prefill: the prompt through the model into a fresh cache, logits of
+/// the last position only (what decoding needs), read back to the host.
+fn prefill<B: Backend>(model: &Transformer<B>, ids: &[u32], device: &B::Device) -> f64 {
+    let started = Instant::now();
+    let mut cache = model.new_cache();
+    let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, ids.len(), device);
+    let hidden = model.hidden(tokens::<B>(ids, device), &layout, Some((&mut cache, CacheUse::Commit)));
+    let last = ids.len() - 1;
+    let logits = model.lm_head(hidden.slice(s![.., last..last + 1, ..]));
+    let _ = logits.argmax(2).into_data();
+    started.elapsed().as_secs_f64()
+}
+
+/// One OPDLM step through the training crate's `TrainStep` (the timing split is its
+/// `StepOutput`), then clipping and AdamW through `TrainStep::optimize`.
+fn train_step<B: Backend>(model: Transformer<Autodiff<B>>, plan: &Plan, train: &TrainPlan, device: &B::Device) -> anyhow::Result<TrainTiming> {
+    let student = model.into_diffusion(plan.tokenizer_vocab, plan.block_size, false);
+    let mask_id = student.config().diffusion.as_ref().expect("into_diffusion sets it").mask_token_id;
+    let teacher = student.clone();
+    let settings = StepSettings {
+        objective: Objective::Opdlm,
+        rollout: RolloutSettings {
+            block_size: plan.block_size,
+            steps_per_block: plan.block_size,
+            threshold: plan.threshold,
+            temperature: train.temperature,
+            state_selection: StateSelection::PerBlock,
+            stop_tokens: vec![],
+        },
+        targets: Targets::Teacher { divergence: Divergence::ForwardKl, top_k: None },
+        curriculum: Curriculum { min_len: train.rollout_len, max_len: train.rollout_len, ramp_steps: 0, shape: RampShape::Linear },
+        mask_id,
+        max_grad_norm: 1.0,
+        guard: std::sync::Arc::new(opdlm_training::guard::NumericGuard::new(usize::MAX, burn::train::Interrupter::new())),
+        faults: Default::default(),
+    };
+    let distiller = Distiller::new(student, teacher, settings);
+    let mut optimizer = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).with_weight_decay(0.0).init();
+    let batch = PromptBatch { step: 0, items: vec![PromptItem { prompt: plan.prompt.clone(), response: None }], seed: train.seed };
+
+    reset_peak_rss();
+    let started = Instant::now();
+    let output = TrainStep::step(&distiller, batch);
+    let step_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let distiller = TrainStep::optimize(distiller, &mut optimizer, train.lr, output.grads);
+    sync::<B>(device);
+    let optimizer_seconds = started.elapsed().as_secs_f64();
+    drop(distiller);
+    let item = output.item;
+    let rollout_tokens = (item.rollout_len * item.batch_size as f64).round() as usize;
+    Ok(TrainTiming {
+        rollout_seconds: item.rollout_seconds,
+        teacher_seconds: item.teacher_seconds,
+        student_seconds: item.student_seconds,
+        optimizer_seconds,
+        total_seconds: step_seconds + optimizer_seconds,
+        rollout_tokens,
+        rollout_forwards: (rollout_tokens as f64 / item.rollout_tokens_per_forward.max(1e-9)).round() as usize,
+        loss: item.loss,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// The fastest of `repeats` runs (at least one).
+fn best_of(repeats: usize, mut run: impl FnMut() -> anyhow::Result<Speed>) -> anyhow::Result<Speed> {
+    let mut best: Option<Speed> = None;
+    for _ in 0..repeats.max(1) {
+        let speed = run()?;
+        if best.as_ref().is_none_or(|b| speed.seconds < b.seconds) {
+            best = Some(speed);
+        }
+    }
+    Ok(best.expect("at least one run"))
+}
+
+fn report(backend: &str, plan: &Plan, phase: &str, speed: Option<&Speed>) {
+    if let Some(s) = speed {
+        eprintln!(
+            "[{backend}] {}: {phase}: {} tokens, {} forwards, {:.2} s, {:.1} tok/s",
+            plan.name, s.tokens, s.forwards, s.seconds, s.tokens_per_second
+        );
+    }
+}
+
+fn tokens<B: Backend>(ids: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
+    let ids: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+    let len = ids.len();
+    Tensor::from_data(TensorData::new(ids, [1, len]), device)
+}
+
+/// Waits for queued device work (a no-op on CPU backends).
+fn sync<B: Backend>(device: &B::Device) {
+    let _ = B::sync(device);
+}
+
+/// Reads the plan at `plan_path`, measures on `B` and writes the result to `out`.
+pub fn run<B: Backend>(plan_path: &Path, backend: &str, out: &Path, device: B::Device) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(plan_path).with_context(|| format!("reading {}", plan_path.display()))?;
+    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+    let measured = measure::<B>(&plan, backend, &device)?;
+    std::fs::write(out, serde_json::to_string_pretty(&measured)?).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
