@@ -68,6 +68,18 @@ fn weight_problems_name_the_file_or_tensor() {
     });
     let err = load_model::<TestBackend>(&dir, &Default::default()).err().expect("shape mismatch must fail").to_string();
     assert_mentions(&err, &["weights do not match", "mlp"]);
+    // Integer tensors where floats are expected: the header's dtypes are rewritten in
+    // place (`F32` → `I32`, same width, so offsets stay valid).
+    let dir = broken("dtype", |d| {
+        let shard = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with("00002-of-00003.safetensors")).unwrap();
+        let mut bytes = std::fs::read(&shard).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+        assert!(header.contains("\"F32\""), "fixture shard is expected to hold F32 tensors");
+        bytes[8..8 + header_len].copy_from_slice(header.replace("\"F32\"", "\"I32\"").as_bytes());
+        std::fs::write(&shard, bytes).unwrap();
+    });
+    assert_mentions(&error(&dir), &["00002-of-00003.safetensors", "dtype I32", "expected F32, F16 or BF16"]);
 }
 
 #[test]
