@@ -51,7 +51,12 @@ pub fn markdown_report(curves: &[ObjectiveCurve], teacher_accuracy: f64, dynamic
             let base = baseline.and_then(|b| b.tokens_to_reach(f, teacher_accuracy));
             let ratio = match (tokens, base) {
                 (Some(t), Some(b)) => format!("{:.2}×", t / b),
-                (Some(_), None) => "bd3lm never reached".into(),
+                // bd3lm would need more than its whole budget, so the ratio is below
+                // this objective's tokens over that budget.
+                (Some(t), None) => match baseline.and_then(|b| b.points.last()) {
+                    Some(last) => format!("< {:.2}× (bd3lm not reached in {:.0})", t / last.tokens, last.tokens),
+                    None => "no bd3lm run".into(),
+                },
                 (None, _) => "–".into(),
             };
             out += &format!(" {} | {} |", tokens.map_or("not reached".into(), |t| format!("{t:.0}")), ratio);
@@ -113,7 +118,11 @@ mod tests {
         assert_eq!(opdlm.tokens_to_reach(0.95, 0.8), Some(400.0));
         assert_eq!(bd3lm.tokens_to_reach(0.95, 0.8), Some(800.0));
         assert_eq!(bd3lm.tokens_to_reach(1.2, 0.8), None);
-        let report = markdown_report(&[opdlm, bd3lm], 0.8, 0.9);
+        let report = markdown_report(&[opdlm.clone(), bd3lm], 0.8, 0.9);
         assert!(report.contains("| opdlm | 200 | 1.00× | 200 | 0.25× | 400 | 0.50× |"), "{report}");
+        // A level bd3lm never reaches: a bound from its whole budget (800 tokens).
+        let slow = curve("bd3lm", &[(100.0, 0.1), (800.0, 0.3)]);
+        let report = markdown_report(&[opdlm, slow], 0.8, 0.9);
+        assert!(report.contains("| opdlm | 200 | < 0.25× (bd3lm not reached in 800) |"), "{report}");
     }
 }

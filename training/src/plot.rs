@@ -19,6 +19,19 @@ fn register_font() -> bool {
     false
 }
 
+/// A token count as an axis label: `950`, `150k`, `1.2M` (plain floats overlap).
+fn token_count(x: f64) -> String {
+    let trim = |v: f64| {
+        let text = format!("{v:.1}");
+        text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+    };
+    match x.abs() {
+        v if v >= 1e6 => format!("{}M", trim(x / 1e6)),
+        v if v >= 1e3 => format!("{}k", trim(x / 1e3)),
+        _ => trim(x),
+    }
+}
+
 /// Plots named series from `metrics.jsonl` lines against `tokens_total`.
 pub fn plot_curves(log: &[serde_json::Value], path: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let labels = register_font();
@@ -41,7 +54,7 @@ pub fn plot_curves(log: &[serde_json::Value], path: &Path) -> Result<PathBuf, Bo
         }
         let mut chart = builder.build_cartesian_2d(0.0..x_max, 0.0..y_max * 1.1 + 1e-9)?;
         if labels {
-            chart.configure_mesh().x_desc("training tokens").draw()?;
+            chart.configure_mesh().x_desc("training tokens").x_label_formatter(&|x| token_count(*x)).draw()?;
         }
         chart.draw_series(LineSeries::new(points, &BLUE))?;
     }
@@ -65,7 +78,7 @@ pub fn plot_accuracy_vs_tokens(series: &[(String, Vec<(f64, f64)>)], teacher_acc
     }
     let mut chart = builder.build_cartesian_2d((x_min..x_max * 1.5).log_scale(), 0.0..1.0)?;
     if labels {
-        chart.configure_mesh().x_desc("training tokens (log)").y_desc("test accuracy").draw()?;
+        chart.configure_mesh().x_desc("training tokens (log)").y_desc("test accuracy").x_label_formatter(&|x| token_count(*x)).draw()?;
     }
     let teacher_line = DashedLineSeries::new(vec![(x_min, teacher_accuracy), (x_max * 1.5, teacher_accuracy)], 8, 6, BLACK.stroke_width(1));
     let drawn = chart.draw_series(teacher_line)?;
@@ -86,4 +99,18 @@ pub fn plot_accuracy_vs_tokens(series: &[(String, Vec<(f64, f64)>)], teacher_acc
     }
     root.present()?;
     Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_count;
+
+    #[test]
+    fn token_counts_are_short_labels() {
+        assert_eq!(token_count(0.0), "0");
+        assert_eq!(token_count(950.0), "950");
+        assert_eq!(token_count(150_000.0), "150k");
+        assert_eq!(token_count(1_240.0), "1.2k");
+        assert_eq!(token_count(1_200_000.0), "1.2M");
+    }
 }

@@ -36,11 +36,11 @@ pub struct DataEfficiencyArgs {
     /// Objectives to compare, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ObjectiveArg::Opdlm, ObjectiveArg::OpdlmOff, ObjectiveArg::Bd3lm, ObjectiveArg::Sft])]
     pub objectives: Vec<ObjectiveArg>,
-    /// Training steps per objective (the largest budget).
-    #[arg(long, default_value_t = 120)]
+    /// Training steps per objective (the largest budget; 420 is the default run's).
+    #[arg(long, default_value_t = 420)]
     pub steps: usize,
     /// Evaluate every N steps (each is a checkpoint).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 60)]
     pub eval_every: usize,
     /// Test problems per evaluation.
     #[arg(long, default_value_t = 100)]
