@@ -117,8 +117,10 @@ fn to_example(objective: Objective, item: &PromptItem, row: RowOutput, settings:
     } else {
         random_mask(p, r, settings.block_size, rng)
     };
-    // The stop token (and anything after it, which the sampler already dropped) is not trained.
-    let trained = if row.stopped { r - 1 } else { r };
+    // Distillation objectives leave the stop token out of the loss, as the OPDLM loss of
+    // the reference does. Hard-label objectives (bd3lm, sft) train it, as the BD3LM recipe
+    // does: without it their students never learn to stop.
+    let trained = if row.stopped && !objective.hard_labels() { r - 1 } else { r };
     let weights = (0..r)
         .map(|j| match (masked[j] && j < trained, objective.hard_labels()) {
             (false, _) => 0.0,
@@ -127,4 +129,32 @@ fn to_example(objective: Objective, item: &PromptItem, row: RowOutput, settings:
         })
         .collect();
     Example { prompt: item.prompt.clone(), response: row.tokens, weights }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Loss weight of the stop slot of a stopped response, under a random mask (both
+    /// objectives below mask randomly) drawn from a seed that masks that slot.
+    fn stop_slot_weight(objective: Objective) -> f32 {
+        let item = PromptItem { prompt: vec![5, 6, 7, 8], response: Some(vec![1, 2, 3, 0]) };
+        let row = RowOutput { tokens: vec![1, 2, 3, 0], first_unmask_step: vec![0; 4], stopped: true, steps: 0, forwards: 0, states: vec![] };
+        let settings = RolloutSettings { block_size: 4, steps_per_block: 4, threshold: 0.9, temperature: 1.0, state_selection: StateSelection::PerBlock, stop_tokens: vec![0] };
+        for seed in 0..1000 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (masked, _) = random_mask(4, 4, 4, &mut StdRng::seed_from_u64(seed));
+            if masked[3] {
+                return to_example(objective, &item, row.clone(), &settings, &mut rng).weights[3];
+            }
+        }
+        panic!("no seed masked the stop slot");
+    }
+
+    #[test]
+    fn the_stop_token_is_trained_with_hard_labels_only() {
+        assert!(stop_slot_weight(Objective::Bd3lm) > 0.0, "bd3lm must learn to emit the stop token");
+        assert_eq!(stop_slot_weight(Objective::OpdlmOff), 0.0, "distillation leaves the stop token out, as the reference");
+    }
 }
