@@ -61,8 +61,7 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     type A = burn::backend::Autodiff<B>;
     let device = Default::default();
     let teacher = tiny_model_dir("tiny-llama", "train");
-    let out = teacher.with_file_name(format!("opdlm-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_out_dir(&teacher, "opdlm-run");
     let full = config(teacher.clone(), out.clone(), 12);
     let summary = train::<A>(&full, &device, false).unwrap();
     let uninterrupted = losses(&out);
@@ -118,8 +117,7 @@ fn a_non_finite_step_is_skipped_counted_and_training_goes_on() {
     type A = burn::backend::Autodiff<B>;
     let device = Default::default();
     let teacher = tiny_model_dir("tiny-llama", "guard");
-    let out = teacher.with_file_name(format!("opdlm-guard-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_out_dir(&teacher, "opdlm-guard-run");
     let mut run = config(teacher, out.clone(), 8);
     run.faults.nan_loss_at = vec![2];
     run.faults.nan_grads_at = vec![5];
@@ -143,8 +141,7 @@ fn repeated_non_finite_steps_stop_the_run_and_keep_the_last_checkpoint() {
     type A = burn::backend::Autodiff<B>;
     let device = Default::default();
     let teacher = tiny_model_dir("tiny-llama", "diverge");
-    let out = teacher.with_file_name(format!("opdlm-diverge-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_out_dir(&teacher, "opdlm-diverge-run");
     let mut run = config(teacher, out.clone(), 12);
     run.max_bad_steps = 3;
     run.faults.nan_loss_at = vec![5, 6, 7];
@@ -155,4 +152,11 @@ fn repeated_non_finite_steps_stop_the_run_and_keep_the_last_checkpoint() {
     assert_eq!(opdlm_training::checkpoint::latest_checkpoint(&out), 1, "the interrupted epoch 2 wrote no checkpoint");
     assert_eq!(losses(&out).len(), 8, "the run stopped right after step 7");
     assert!(!out.join("model").exists(), "a stopped run exports nothing");
+}
+
+/// An empty run directory beside `teacher` (left over from an earlier run: removed).
+fn fresh_out_dir(teacher: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let out = teacher.with_file_name(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    out
 }

@@ -223,7 +223,8 @@ fn padded_ids<B: Backend>(sequences: &[Vec<u32>], len: usize, pad: u32, device: 
     Tensor::from_data(TensorData::new(ids, [sequences.len(), len]), device)
 }
 
-fn ids<B: Backend>(tokens: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
+/// Token ids of one sequence as a `[1, len]` tensor.
+pub fn ids<B: Backend>(tokens: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     Tensor::from_data(TensorData::new(ids, [1, tokens.len()]), device)
 }

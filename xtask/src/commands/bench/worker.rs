@@ -10,13 +10,12 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::prelude::*;
-use burn::tensor::{Int, TensorData};
 use burn::train::TrainStep;
 use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
 use opdlm_model::{load_model, AttentionMode, CacheUse, Layout, Transformer};
 use opdlm_training::curriculum::{Curriculum, RampShape};
 use opdlm_training::data::PromptBatch;
-use opdlm_training::example::Targets;
+use opdlm_training::example::{ids, Targets};
 use opdlm_training::objective::{Divergence, Objective};
 use opdlm_training::rollout::{PromptItem, RolloutSettings};
 use opdlm_training::state::StateSelection;
@@ -87,12 +86,12 @@ pub fn measure<B: Backend>(plan: &Plan, backend: &str, device: &B::Device) -> an
 
 /// Seconds of one prefill: the prompt through the model into a fresh cache, logits of
 /// the last position only (what decoding needs), read back to the host.
-fn prefill<B: Backend>(model: &Transformer<B>, ids: &[u32], device: &B::Device) -> f64 {
+fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Device) -> f64 {
     let started = Instant::now();
     let mut cache = model.new_cache();
-    let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, ids.len(), device);
-    let hidden = model.hidden(tokens::<B>(ids, device), &layout, Some((&mut cache, CacheUse::Commit)));
-    let last = ids.len() - 1;
+    let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, prompt.len(), device);
+    let hidden = model.hidden(ids::<B>(prompt, device), &layout, Some((&mut cache, CacheUse::Commit)));
+    let last = prompt.len() - 1;
     let logits = model.lm_head(hidden.slice(s![.., last..last + 1, ..]));
     let _ = logits.argmax(2).into_data();
     started.elapsed().as_secs_f64()
@@ -168,12 +167,6 @@ fn report(backend: &str, plan: &Plan, phase: &str, speed: Option<&Speed>) {
             plan.name, s.tokens, s.forwards, s.seconds, s.tokens_per_second
         );
     }
-}
-
-fn tokens<B: Backend>(ids: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
-    let ids: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-    let len = ids.len();
-    Tensor::from_data(TensorData::new(ids, [1, len]), device)
 }
 
 /// Waits for queued device work (a no-op on CPU backends).
