@@ -4,6 +4,7 @@
 //! every temperature.
 
 use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -55,16 +56,19 @@ pub fn choose<B: Backend>(
     let log_probs = burn::tensor::activation::log_softmax(logits + forbidden.clone(), 1);
     let probs = log_probs.clone().exp();
     let entropy = (probs.clone() * log_probs.clone().clamp_min(-1e30)).sum_dim(1).neg();
-    let (top2, top2_ids) = probs.topk_with_indices(2.min(vocab), 1);
+    // Two max passes instead of `topk`, which sorts the whole vocabulary of every slot.
+    let (best, best_ids) = probs.clone().max_dim_with_indices(1);
+    let second = probs.scatter(1, best_ids.clone(), best.clone().neg(), IndexingUpdateOp::Add).max_dim(1);
     let entropy: Vec<f32> = floats(entropy);
-    let top2: Vec<f32> = floats(top2);
-    let top2_ids: Vec<i64> = top2_ids.into_data().convert::<i64>().to_vec().expect("int data");
-    let width = 2.min(vocab);
-    let margin = |i: usize| if width == 2 { top2[2 * i] - top2[2 * i + 1] } else { top2[i] };
+    let best: Vec<f32> = floats(best);
+    let second: Vec<f32> = floats(second);
+    let best_ids: Vec<i64> = best_ids.into_data().convert::<i64>().to_vec().expect("int data");
+    // One-token vocabulary: no runner-up, the margin is the probability itself.
+    let margin = |i: usize| if vocab > 1 { best[i] - second[i] } else { best[i] };
 
     if config.is_greedy() {
         return (0..slots)
-            .map(|i| Choice { token: top2_ids[i * width] as u32, confidence: top2[i * width], entropy: entropy[i], margin: margin(i) })
+            .map(|i| Choice { token: best_ids[i] as u32, confidence: best[i], entropy: entropy[i], margin: margin(i) })
             .collect();
     }
     let log_probs: Vec<f32> = floats(log_probs);
@@ -149,6 +153,20 @@ mod tests {
         assert_eq!(c.token, 1);
         assert!((c.confidence - 2f32.exp() / z).abs() < 1e-6);
         assert!((c.margin - (2f32.exp() - 1f32.exp()) / z).abs() < 1e-6);
+    }
+
+    #[test]
+    fn greedy_rows_are_independent_and_a_tie_has_zero_margin() {
+        let device = Default::default();
+        let l = logits(&[[0.0, 3.0, 0.0, 3.0], [1.0, 0.0, 4.0, 2.0]]);
+        let mut rng = StdRng::seed_from_u64(0);
+        let c = choose(l, &forbidden_row::<B>(4, &[], &device), &SamplingConfig::GREEDY, &[0, 0], std::slice::from_mut(&mut rng));
+        // A tie goes to the lowest id (as `torch.argmax`), and nothing separates the two best.
+        assert_eq!(c[0].token, 1);
+        assert_eq!(c[0].margin, 0.0);
+        let z: f32 = [1.0f32, 0.0, 4.0, 2.0].iter().map(|x| x.exp()).sum();
+        assert_eq!(c[1].token, 2);
+        assert!((c[1].margin - (4f32.exp() - 2f32.exp()) / z).abs() < 1e-6);
     }
 
     #[test]

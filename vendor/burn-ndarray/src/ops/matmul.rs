@@ -53,13 +53,20 @@ pub(crate) fn matmul<E: NdArrayElement>(
                     .get()
                     .slice_mut(s!(out_batch, .., ..));
 
-                ndarray::linalg::general_mat_mul(
-                    alpha,
-                    &lhs_slice,
-                    &rhs_slice,
-                    beta,
-                    &mut out_slice,
-                )
+                if gemm_supports::<E>() {
+                    // One matrix: let gemm split it over the threads. Several: the batch
+                    // loop above is already parallel.
+                    let threads_inside = num_out_batches == 1 && m * n * k >= GEMM_PARALLEL_MIN_OPS;
+                    gemm_into(&lhs_slice, &rhs_slice, &mut out_slice, threads_inside);
+                } else {
+                    ndarray::linalg::general_mat_mul(
+                        alpha,
+                        &lhs_slice,
+                        &rhs_slice,
+                        beta,
+                        &mut out_slice,
+                    )
+                }
             }
         });
 
@@ -67,6 +74,71 @@ pub(crate) fn matmul<E: NdArrayElement>(
     });
 
     NdArrayOps::reshape(out, out_shape)
+}
+
+/// Below this many multiply-adds one thread is faster than waking the pool (burn-flex's
+/// threshold for the same crate).
+const GEMM_PARALLEL_MIN_OPS: usize = 192 * 192 * 192;
+
+/// Element types the `gemm` crate multiplies (it dispatches on `TypeId`).
+fn gemm_supports<E: 'static>() -> bool {
+    use core::any::TypeId;
+    TypeId::of::<E>() == TypeId::of::<f32>() || TypeId::of::<E>() == TypeId::of::<f64>()
+}
+
+/// `out = lhs · rhs` with the `gemm` crate, which reads any strides directly and has
+/// dedicated kernels for one-row (decoding) and small products; `matrixmultiply` packs the
+/// whole right-hand matrix on every call, which doubled the memory traffic of decoding.
+///
+/// # Safety
+/// `E` must be one of the types [`gemm_supports`] accepts; `out` must not alias the inputs.
+unsafe fn gemm_into<E: NdArrayElement>(
+    lhs: &ndarray::ArrayView2<'_, E>,
+    rhs: &ndarray::ArrayView2<'_, E>,
+    out: &mut ndarray::ArrayViewMut2<'_, E>,
+    threads_inside: bool,
+) {
+    let (m, k) = lhs.dim();
+    let n = rhs.dim().1;
+    let parallelism = if threads_inside {
+        #[cfg(feature = "multi-threads")]
+        {
+            gemm::Parallelism::Rayon(0)
+        }
+        #[cfg(not(feature = "multi-threads"))]
+        {
+            gemm::Parallelism::None
+        }
+    } else {
+        gemm::Parallelism::None
+    };
+    let (lhs_rs, lhs_cs) = (lhs.strides()[0], lhs.strides()[1]);
+    let (rhs_rs, rhs_cs) = (rhs.strides()[0], rhs.strides()[1]);
+    let (out_rs, out_cs) = (out.strides()[0], out.strides()[1]);
+    unsafe {
+        // gemm computes dst = alpha·dst + beta·lhs·rhs; read_dst = false ignores dst.
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            out_cs,
+            out_rs,
+            false,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            E::zero(),
+            E::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 #[derive(Debug, PartialEq)]
