@@ -36,7 +36,7 @@ pub struct DataEfficiencyArgs {
     /// Objectives to compare, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ObjectiveArg::Opdlm, ObjectiveArg::OpdlmOff, ObjectiveArg::Bd3lm, ObjectiveArg::Sft])]
     pub objectives: Vec<ObjectiveArg>,
-    /// Training steps per objective (the largest budget; 420 is the default run's).
+    /// Training steps per objective (the largest budget; the committed report used 420).
     #[arg(long, default_value_t = 420)]
     pub steps: usize,
     /// Evaluate every N steps (each is a checkpoint).
