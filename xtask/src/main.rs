@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the opdlm command line.
 
+mod allocator;
 mod backend;
 mod commands;
 mod progress;
@@ -33,6 +34,7 @@ enum Command {
 /// Errors are printed as their chain of causes ("loading X: X: no such file"), without a
 /// backtrace: they describe bad input, not bugs.
 fn main() -> std::process::ExitCode {
+    allocator::keep_freed_memory();
     match run(Cli::parse().command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
