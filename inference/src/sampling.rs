@@ -59,16 +59,16 @@ pub fn choose<B: Backend>(
     // Two max passes instead of `topk`, which sorts the whole vocabulary of every slot.
     let (best, best_ids) = probs.clone().max_dim_with_indices(1);
     let second = probs.scatter(1, best_ids.clone(), best.clone().neg(), IndexingUpdateOp::Add).max_dim(1);
-    let entropy: Vec<f32> = floats(entropy);
-    let best: Vec<f32> = floats(best);
-    let second: Vec<f32> = floats(second);
+    // One read-back for the three per-slot statistics (each read is a device sync).
+    let stats: Vec<f32> = floats(Tensor::cat(vec![entropy, best, second], 1));
+    let (entropy, best, second) = (|i: usize| stats[3 * i], |i: usize| stats[3 * i + 1], |i: usize| stats[3 * i + 2]);
     let best_ids: Vec<i64> = best_ids.into_data().convert::<i64>().to_vec().expect("int data");
     // One-token vocabulary: no runner-up, the margin is the probability itself.
-    let margin = |i: usize| if vocab > 1 { best[i] - second[i] } else { best[i] };
+    let margin = |i: usize| if vocab > 1 { best(i) - second(i) } else { best(i) };
 
     if config.is_greedy() {
         return (0..slots)
-            .map(|i| Choice { token: best_ids[i] as u32, confidence: best[i], entropy: entropy[i], margin: margin(i) })
+            .map(|i| Choice { token: best_ids[i] as u32, confidence: best(i), entropy: entropy(i), margin: margin(i) })
             .collect();
     }
     let log_probs: Vec<f32> = floats(log_probs);
@@ -76,7 +76,7 @@ pub fn choose<B: Backend>(
         .map(|i| {
             let row = &log_probs[i * vocab..(i + 1) * vocab];
             let token = sample_row(row, config, &mut rngs[owners[i]]);
-            Choice { token, confidence: row[token as usize].exp(), entropy: entropy[i], margin: margin(i) }
+            Choice { token, confidence: row[token as usize].exp(), entropy: entropy(i), margin: margin(i) }
         })
         .collect()
 }
