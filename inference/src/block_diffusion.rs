@@ -63,8 +63,19 @@ impl DecodeConfig {
 
     /// Autoregressive decoding in the teacher's semantics: one-slot blocks (block-causal
     /// with blocks of one is causal attention) and shifted logits, one forward per token.
-    pub fn autoregressive(max_new_tokens: usize, sampling: SamplingConfig, stop_tokens: Vec<u32>, seed: u64) -> Self {
-        Self { sampling, stop_tokens, seed, shift_logits: Some(true), ..Self::diffusion(1, max_new_tokens, CommitRule::Static) }
+    pub fn autoregressive(
+        max_new_tokens: usize,
+        sampling: SamplingConfig,
+        stop_tokens: Vec<u32>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            sampling,
+            stop_tokens,
+            seed,
+            shift_logits: Some(true),
+            ..Self::diffusion(1, max_new_tokens, CommitRule::Static)
+        }
     }
 }
 
@@ -163,7 +174,8 @@ pub fn generate<B: Backend>(
     let device = model.devices().into_iter().next().expect("model has a device");
     let model_config = model.config();
     let diffusion = model_config.diffusion.as_ref().ok_or(DecodeError::NoMaskToken)?;
-    let (mask_id, shift) = (diffusion.mask_token_id, config.shift_logits.unwrap_or(diffusion.shift_logits));
+    let (mask_id, shift) =
+        (diffusion.mask_token_id, config.shift_logits.unwrap_or(diffusion.shift_logits));
     let block = config.block_size;
     if block == 0 {
         return Err(DecodeError::ZeroBlockSize);
@@ -172,11 +184,18 @@ pub fn generate<B: Backend>(
         return Err(DecodeError::ZeroSteps);
     }
     if block > model_config.max_position_embeddings {
-        return Err(DecodeError::BlockTooLarge { block, context: model_config.max_position_embeddings });
+        return Err(DecodeError::BlockTooLarge {
+            block,
+            context: model_config.max_position_embeddings,
+        });
     }
-    config.rule.validate().map_err(|message| DecodeError::BadRule { rule: config.rule, message })?;
+    config
+        .rule
+        .validate()
+        .map_err(|message| DecodeError::BadRule { rule: config.rule, message })?;
     let mut live = layout_rows(prompts, config, model_config.max_position_embeddings)?;
-    let mut rngs: Vec<StdRng> = live.iter().map(|r| StdRng::seed_from_u64(config.seed.wrapping_add(r.id as u64))).collect();
+    let mut rngs: Vec<StdRng> =
+        live.iter().map(|r| StdRng::seed_from_u64(config.seed.wrapping_add(r.id as u64))).collect();
     let mut outputs: Vec<Option<RowOutput>> = (0..prompts.len()).map(|_| None).collect();
     let total = live.iter().map(|r| r.end).max().unwrap_or(0);
     let forbidden = forbidden_row::<B>(model_config.vocab_size, &[mask_id], &device);
@@ -202,7 +221,8 @@ pub fn generate<B: Backend>(
             let tokens = window_tokens::<B>(&live, window_start..window_end, mask_id, &device);
             let layout = window_layout::<B>(&live, block, window_start, window_end, &device);
             let pending = block_start - window_start;
-            let usage = if pending > 0 { CacheUse::CommitFirst(pending) } else { CacheUse::ReadOnly };
+            let usage =
+                if pending > 0 { CacheUse::CommitFirst(pending) } else { CacheUse::ReadOnly };
             let pass = Instant::now();
             let hidden = model.hidden(tokens, &layout, Some((&mut cache, usage)));
             stats.forwards += 1;
@@ -211,7 +231,9 @@ pub fn generate<B: Backend>(
             }
             let [batch, width, dim] = hidden.dims();
             if shift && pending > 0 {
-                carry = Some(hidden.clone().slice(s![.., pending - 1..pending, ..]).reshape([batch, dim]));
+                carry = Some(
+                    hidden.clone().slice(s![.., pending - 1..pending, ..]).reshape([batch, dim]),
+                );
             }
 
             // 2. Gather the hidden state that predicts each masked slot: its own row, or
@@ -247,7 +269,8 @@ pub fn generate<B: Backend>(
                 if count == 0 {
                     continue;
                 }
-                let (row_choices, row_targets) = (&choices[at..at + count], &targets[at..at + count]);
+                let (row_choices, row_targets) =
+                    (&choices[at..at + count], &targets[at..at + count]);
                 at += count;
                 if config.record_states {
                     let state = visited_state(row, block_start, block_end, mask_id);
@@ -268,7 +291,9 @@ pub fn generate<B: Backend>(
         let mut keep = Vec::new();
         for (r, row) in live.iter_mut().enumerate() {
             let generated = row.gen_start.max(block_start)..row.end.min(block_end);
-            if let Some(stop) = generated.clone().find(|&s| matches!(row.slots[s], Slot::Fixed(t) if config.stop_tokens.contains(&t))) {
+            if let Some(stop) = generated.clone().find(
+                |&s| matches!(row.slots[s], Slot::Fixed(t) if config.stop_tokens.contains(&t)),
+            ) {
                 row.stopped = true;
                 row.end = stop + 1;
             }
@@ -286,7 +311,8 @@ pub fn generate<B: Backend>(
             }
         }
         if keep.len() < live.len() {
-            let kept = int_tensor::<B>(&keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), &device);
+            let kept =
+                int_tensor::<B>(&keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), &device);
             cache.retain_rows(kept.clone());
             carry = carry.map(|c| c.select(0, kept));
             let mut next_live = Vec::new();
@@ -310,12 +336,19 @@ pub fn generate<B: Backend>(
     if stats.forwards == 0 {
         stats.prefill = Duration::ZERO;
     }
-    Ok(Generation { rows: outputs.into_iter().map(|o| o.expect("every row finishes")).collect(), stats })
+    Ok(Generation {
+        rows: outputs.into_iter().map(|o| o.expect("every row finishes")).collect(),
+        stats,
+    })
 }
 
 /// Places every prompt on the slot grid: left padding (a multiple of the block size),
 /// prompt, then `max_new_tokens` masked slots.
-fn layout_rows(prompts: &[Vec<u32>], config: &DecodeConfig, context: usize) -> Result<Vec<Row>, DecodeError> {
+fn layout_rows(
+    prompts: &[Vec<u32>],
+    config: &DecodeConfig,
+    context: usize,
+) -> Result<Vec<Row>, DecodeError> {
     let block = config.block_size;
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let mut rows = Vec::new();
@@ -324,7 +357,12 @@ fn layout_rows(prompts: &[Vec<u32>], config: &DecodeConfig, context: usize) -> R
             return Err(DecodeError::EmptyPrompt { row: id });
         }
         if prompt.len() + config.max_new_tokens > context {
-            return Err(DecodeError::TooLong { row: id, prompt: prompt.len(), new: config.max_new_tokens, context });
+            return Err(DecodeError::TooLong {
+                row: id,
+                prompt: prompt.len(),
+                new: config.max_new_tokens,
+                context,
+            });
         }
         let left_pad = (longest - prompt.len()) / block * block;
         let gen_start = left_pad + prompt.len();
@@ -360,7 +398,12 @@ fn layout_rows(prompts: &[Vec<u32>], config: &DecodeConfig, context: usize) -> R
 }
 
 /// Input ids of `range` for every live row (mask id in masked and void slots).
-fn window_tokens<B: Backend>(rows: &[Row], range: std::ops::Range<usize>, mask_id: u32, device: &B::Device) -> Tensor<B, 2, Int> {
+fn window_tokens<B: Backend>(
+    rows: &[Row],
+    range: std::ops::Range<usize>,
+    mask_id: u32,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
     let width = range.len();
     let ids: Vec<i64> = rows
         .iter()
@@ -375,9 +418,22 @@ fn window_tokens<B: Backend>(rows: &[Row], range: std::ops::Range<usize>, mask_i
 }
 
 /// Block-causal layout of the window, with padding hidden when any row has some.
-fn window_layout<B: Backend>(rows: &[Row], block: usize, start: usize, end: usize, device: &B::Device) -> Layout<B> {
-    let layout = Layout::contiguous(AttentionMode::BlockCausal { block_size: block }, rows.len(), start, end - start, device);
-    let void: Vec<bool> = rows.iter().flat_map(|row| row.slots[..end].iter().map(|s| *s == Slot::Void)).collect();
+fn window_layout<B: Backend>(
+    rows: &[Row],
+    block: usize,
+    start: usize,
+    end: usize,
+    device: &B::Device,
+) -> Layout<B> {
+    let layout = Layout::contiguous(
+        AttentionMode::BlockCausal { block_size: block },
+        rows.len(),
+        start,
+        end - start,
+        device,
+    );
+    let void: Vec<bool> =
+        rows.iter().flat_map(|row| row.slots[..end].iter().map(|s| *s == Slot::Void)).collect();
     if !void.contains(&true) {
         return layout;
     }

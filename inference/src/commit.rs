@@ -22,8 +22,14 @@ impl CommitRule {
     pub fn validate(&self) -> Result<(), String> {
         match *self {
             Self::Static => Ok(()),
-            Self::Dynamic { threshold } | Self::Margin { threshold } if !(threshold > 0.0 && threshold <= 1.0) => Err(format!("threshold {threshold} is outside (0, 1]")),
-            Self::EntropyBounded { budget } if !(budget > 0.0 && budget.is_finite()) => Err(format!("entropy budget {budget} must be positive")),
+            Self::Dynamic { threshold } | Self::Margin { threshold }
+                if !(threshold > 0.0 && threshold <= 1.0) =>
+            {
+                Err(format!("threshold {threshold} is outside (0, 1]"))
+            }
+            Self::EntropyBounded { budget } if !(budget > 0.0 && budget.is_finite()) => {
+                Err(format!("entropy budget {budget} must be positive"))
+            }
             _ => Ok(()),
         }
     }
@@ -33,14 +39,22 @@ impl CommitRule {
     pub fn select(&self, choices: &[Choice], floor: usize) -> Vec<usize> {
         let floor = floor.min(choices.len());
         let mut by_confidence: Vec<usize> = (0..choices.len()).collect();
-        by_confidence.sort_by(|&a, &b| choices[b].confidence.total_cmp(&choices[a].confidence).then(a.cmp(&b)));
+        by_confidence.sort_by(|&a, &b| {
+            choices[b].confidence.total_cmp(&choices[a].confidence).then(a.cmp(&b))
+        });
         let mut chosen: Vec<usize> = match *self {
             Self::Static => vec![],
-            Self::Dynamic { threshold } => (0..choices.len()).filter(|&i| choices[i].confidence > threshold).collect(),
-            Self::Margin { threshold } => (0..choices.len()).filter(|&i| choices[i].margin > threshold).collect(),
+            Self::Dynamic { threshold } => {
+                (0..choices.len()).filter(|&i| choices[i].confidence > threshold).collect()
+            }
+            Self::Margin { threshold } => {
+                (0..choices.len()).filter(|&i| choices[i].margin > threshold).collect()
+            }
             Self::EntropyBounded { budget } => {
                 let mut by_entropy: Vec<usize> = (0..choices.len()).collect();
-                by_entropy.sort_by(|&a, &b| choices[a].entropy.total_cmp(&choices[b].entropy).then(a.cmp(&b)));
+                by_entropy.sort_by(|&a, &b| {
+                    choices[a].entropy.total_cmp(&choices[b].entropy).then(a.cmp(&b))
+                });
                 let mut spent = 0.0;
                 by_entropy
                     .into_iter()
@@ -97,7 +111,10 @@ mod tests {
     #[test]
     fn dynamic_threshold_one_equals_static_one_per_step() {
         let c = choices(&[0.4, 0.7, 1.0, 0.7]);
-        assert_eq!(CommitRule::Dynamic { threshold: 1.0 }.select(&c, 1), CommitRule::Static.select(&c, 1));
+        assert_eq!(
+            CommitRule::Dynamic { threshold: 1.0 }.select(&c, 1),
+            CommitRule::Static.select(&c, 1)
+        );
     }
 
     #[test]

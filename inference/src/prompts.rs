@@ -47,7 +47,8 @@ pub fn read_prompt_file(path: &Path) -> Result<Vec<PromptRecord>, PromptFileErro
 /// [`read_prompt_file`], with each record's 1-based line number (for later errors).
 pub fn read_prompt_lines(path: &Path) -> Result<Vec<(usize, PromptRecord)>, PromptFileError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PromptFileError::Io { path: shown.clone(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PromptFileError::Io { path: shown.clone(), source })?;
     parse_prompt_lines(&text, &shown)
 }
 
@@ -57,17 +58,29 @@ pub fn parse_prompts(text: &str, origin: &str) -> Result<Vec<PromptRecord>, Prom
 }
 
 /// [`parse_prompts`], with each record's 1-based line number.
-pub fn parse_prompt_lines(text: &str, origin: &str) -> Result<Vec<(usize, PromptRecord)>, PromptFileError> {
+pub fn parse_prompt_lines(
+    text: &str,
+    origin: &str,
+) -> Result<Vec<(usize, PromptRecord)>, PromptFileError> {
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |message: String| PromptFileError::Line { path: origin.to_string(), line: index + 1, message };
-        let record: PromptRecord = serde_json::from_str(line).map_err(|e| bad(format!("not a valid prompt record: {e}")))?;
+        let bad = |message: String| PromptFileError::Line {
+            path: origin.to_string(),
+            line: index + 1,
+            message,
+        };
+        let record: PromptRecord = serde_json::from_str(line)
+            .map_err(|e| bad(format!("not a valid prompt record: {e}")))?;
         match (&record.prompt, &record.messages) {
-            (None, None) => return Err(bad("expected a `prompt` string or a `messages` list".into())),
-            (Some(_), Some(_)) => return Err(bad("give either `prompt` or `messages`, not both".into())),
+            (None, None) => {
+                return Err(bad("expected a `prompt` string or a `messages` list".into()))
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad("give either `prompt` or `messages`, not both".into()))
+            }
             (Some(p), None) if p.trim().is_empty() => return Err(bad("`prompt` is empty".into())),
             (None, Some(m)) if m.is_empty() => return Err(bad("`messages` is empty".into())),
             _ => {}

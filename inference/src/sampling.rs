@@ -58,17 +58,24 @@ pub fn choose<B: Backend>(
     let entropy = (probs.clone() * log_probs.clone().clamp_min(-1e30)).sum_dim(1).neg();
     // Two max passes instead of `topk`, which sorts the whole vocabulary of every slot.
     let (best, best_ids) = probs.clone().max_dim_with_indices(1);
-    let second = probs.scatter(1, best_ids.clone(), best.clone().neg(), IndexingUpdateOp::Add).max_dim(1);
+    let second =
+        probs.scatter(1, best_ids.clone(), best.clone().neg(), IndexingUpdateOp::Add).max_dim(1);
     // One read-back for the three per-slot statistics (each read is a device sync).
     let stats: Vec<f32> = floats(Tensor::cat(vec![entropy, best, second], 1));
-    let (entropy, best, second) = (|i: usize| stats[3 * i], |i: usize| stats[3 * i + 1], |i: usize| stats[3 * i + 2]);
+    let (entropy, best, second) =
+        (|i: usize| stats[3 * i], |i: usize| stats[3 * i + 1], |i: usize| stats[3 * i + 2]);
     let best_ids: Vec<i64> = best_ids.into_data().convert::<i64>().to_vec().expect("int data");
     // One-token vocabulary: no runner-up, the margin is the probability itself.
     let margin = |i: usize| if vocab > 1 { best(i) - second(i) } else { best(i) };
 
     if config.is_greedy() {
         return (0..slots)
-            .map(|i| Choice { token: best_ids[i] as u32, confidence: best(i), entropy: entropy(i), margin: margin(i) })
+            .map(|i| Choice {
+                token: best_ids[i] as u32,
+                confidence: best(i),
+                entropy: entropy(i),
+                margin: margin(i),
+            })
             .collect();
     }
     let log_probs: Vec<f32> = floats(log_probs);
@@ -76,7 +83,12 @@ pub fn choose<B: Backend>(
         .map(|i| {
             let row = &log_probs[i * vocab..(i + 1) * vocab];
             let token = sample_row(row, config, &mut rngs[owners[i]]);
-            Choice { token, confidence: row[token as usize].exp(), entropy: entropy(i), margin: margin(i) }
+            Choice {
+                token,
+                confidence: row[token as usize].exp(),
+                entropy: entropy(i),
+                margin: margin(i),
+            }
         })
         .collect()
 }
@@ -84,14 +96,18 @@ pub fn choose<B: Backend>(
 /// Draws one token from untempered log-probabilities under `config`.
 fn sample_row(log_probs: &[f32], config: &SamplingConfig, rng: &mut StdRng) -> u32 {
     // Candidates by decreasing probability; top-k and top-p cut this list.
-    let mut order: Vec<u32> = (0..log_probs.len() as u32).filter(|&t| log_probs[t as usize].is_finite()).collect();
+    let mut order: Vec<u32> =
+        (0..log_probs.len() as u32).filter(|&t| log_probs[t as usize].is_finite()).collect();
     order.sort_by(|&a, &b| log_probs[b as usize].total_cmp(&log_probs[a as usize]).then(a.cmp(&b)));
     if config.top_k > 0 {
         order.truncate(config.top_k);
     }
     // Tempered weights exp((logp - max) / T), relative to the best token.
     let best = log_probs[order[0] as usize];
-    let mut weights: Vec<f64> = order.iter().map(|&t| (((log_probs[t as usize] - best) / config.temperature) as f64).exp()).collect();
+    let mut weights: Vec<f64> = order
+        .iter()
+        .map(|&t| (((log_probs[t as usize] - best) / config.temperature) as f64).exp())
+        .collect();
     if config.top_p < 1.0 {
         let total: f64 = weights.iter().sum();
         let mut cumulative = 0.0;
@@ -120,7 +136,11 @@ fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 }
 
 /// `[1, vocab]` row with −∞ at `forbidden` ids and 0 elsewhere.
-pub fn forbidden_row<B: Backend>(vocab: usize, forbidden: &[u32], device: &B::Device) -> Tensor<B, 2> {
+pub fn forbidden_row<B: Backend>(
+    vocab: usize,
+    forbidden: &[u32],
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let mut row = vec![0.0f32; vocab];
     for &id in forbidden {
         if let Some(v) = row.get_mut(id as usize) {
@@ -148,7 +168,13 @@ mod tests {
         let device = Default::default();
         let l = logits(&[[0.0, 2.0, 1.0, 0.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let c = choose(l, &forbidden_row::<B>(4, &[], &device), &SamplingConfig::GREEDY, &[0], std::slice::from_mut(&mut rng))[0];
+        let c = choose(
+            l,
+            &forbidden_row::<B>(4, &[], &device),
+            &SamplingConfig::GREEDY,
+            &[0],
+            std::slice::from_mut(&mut rng),
+        )[0];
         let z: f32 = [0.0f32, 2.0, 1.0, 0.0].iter().map(|x| x.exp()).sum();
         assert_eq!(c.token, 1);
         assert!((c.confidence - 2f32.exp() / z).abs() < 1e-6);
@@ -160,7 +186,13 @@ mod tests {
         let device = Default::default();
         let l = logits(&[[0.0, 3.0, 0.0, 3.0], [1.0, 0.0, 4.0, 2.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let c = choose(l, &forbidden_row::<B>(4, &[], &device), &SamplingConfig::GREEDY, &[0, 0], std::slice::from_mut(&mut rng));
+        let c = choose(
+            l,
+            &forbidden_row::<B>(4, &[], &device),
+            &SamplingConfig::GREEDY,
+            &[0, 0],
+            std::slice::from_mut(&mut rng),
+        );
         // A tie goes to the lowest id (as `torch.argmax`), and nothing separates the two best.
         assert_eq!(c[0].token, 1);
         assert_eq!(c[0].margin, 0.0);
@@ -175,10 +207,23 @@ mod tests {
         let l = logits(&[[9.0, 1.0, 0.0, 0.0]]);
         let mut rng = StdRng::seed_from_u64(0);
         let forbidden = forbidden_row::<B>(4, &[0], &device);
-        assert_eq!(choose(l.clone(), &forbidden, &SamplingConfig::GREEDY, &[0], std::slice::from_mut(&mut rng))[0].token, 1);
+        assert_eq!(
+            choose(
+                l.clone(),
+                &forbidden,
+                &SamplingConfig::GREEDY,
+                &[0],
+                std::slice::from_mut(&mut rng)
+            )[0]
+            .token,
+            1
+        );
         let hot = SamplingConfig { temperature: 5.0, top_k: 0, top_p: 1.0 };
         for _ in 0..50 {
-            assert_ne!(choose(l.clone(), &forbidden, &hot, &[0], std::slice::from_mut(&mut rng))[0].token, 0);
+            assert_ne!(
+                choose(l.clone(), &forbidden, &hot, &[0], std::slice::from_mut(&mut rng))[0].token,
+                0
+            );
         }
     }
 

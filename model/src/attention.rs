@@ -37,7 +37,8 @@ impl<B: Backend> Attention<B> {
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let (d, hd) = (config.hidden_size, config.head_dim);
         let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
-        let linear = |d_in, d_out, bias| LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
+        let linear =
+            |d_in, d_out, bias| LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
         let head_norm = || {
             (config.architecture == Architecture::Qwen3)
                 .then(|| RmsNormConfig::new(hd).with_epsilon(config.rms_norm_eps).init(device))

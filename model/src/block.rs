@@ -19,7 +19,9 @@ pub struct DecoderLayer<B: Backend> {
 
 impl<B: Backend> DecoderLayer<B> {
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
-        let norm = || RmsNormConfig::new(config.hidden_size).with_epsilon(config.rms_norm_eps).init(device);
+        let norm = || {
+            RmsNormConfig::new(config.hidden_size).with_epsilon(config.rms_norm_eps).init(device)
+        };
         Self {
             input_layernorm: norm(),
             self_attn: Attention::new(config, device),
@@ -35,7 +37,8 @@ impl<B: Backend> DecoderLayer<B> {
         mask: Option<&Tensor<B, 3, Bool>>,
         cache: Option<CacheSlot<'_, B>>,
     ) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rotary, mask, cache);
+        let x = x.clone()
+            + self.self_attn.forward(self.input_layernorm.forward(x), rotary, mask, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }

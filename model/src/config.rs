@@ -194,16 +194,24 @@ impl HfConfig {
     fn validate(self, origin: &str) -> Result<ModelConfig, ConfigError> {
         let path = origin.to_string();
         let missing = |field| ConfigError::Missing { path: path.clone(), field };
-        let invalid = |field, message: String| ConfigError::Invalid { path: path.clone(), field, message };
+        let invalid =
+            |field, message: String| ConfigError::Invalid { path: path.clone(), field, message };
 
         let model_type = self.model_type.ok_or_else(|| missing("model_type"))?;
         let architecture = Architecture::from_model_type(&model_type).ok_or_else(|| {
-            invalid("model_type", format!("`{model_type}` is not supported (expected llama, qwen2 or qwen3)"))
+            invalid(
+                "model_type",
+                format!("`{model_type}` is not supported (expected llama, qwen2 or qwen3)"),
+            )
         })?;
         let hidden_size = self.hidden_size.ok_or_else(|| missing("hidden_size"))?;
-        let num_attention_heads = self.num_attention_heads.ok_or_else(|| missing("num_attention_heads"))?;
+        let num_attention_heads =
+            self.num_attention_heads.ok_or_else(|| missing("num_attention_heads"))?;
         let num_key_value_heads = self.num_key_value_heads.unwrap_or(num_attention_heads);
-        if num_attention_heads == 0 || num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+        if num_attention_heads == 0
+            || num_key_value_heads == 0
+            || num_attention_heads % num_key_value_heads != 0
+        {
             return Err(invalid(
                 "num_key_value_heads",
                 format!("{num_key_value_heads} must be positive and divide num_attention_heads = {num_attention_heads}"),
@@ -212,29 +220,50 @@ impl HfConfig {
         let head_dim = match self.head_dim {
             Some(d) => d,
             None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
-            None => return Err(invalid("hidden_size", format!("{hidden_size} is not divisible by {num_attention_heads} heads"))),
+            None => {
+                return Err(invalid(
+                    "hidden_size",
+                    format!("{hidden_size} is not divisible by {num_attention_heads} heads"),
+                ))
+            }
         };
         if head_dim % 2 != 0 {
-            return Err(invalid("head_dim", format!("{head_dim} must be even for rotary embeddings")));
+            return Err(invalid(
+                "head_dim",
+                format!("{head_dim} must be even for rotary embeddings"),
+            ));
         }
         if let Some(scaling) = self.rope_scaling.filter(|v| !v.is_null()) {
-            return Err(invalid("rope_scaling", format!("{scaling} is not supported (only plain RoPE)")));
+            return Err(invalid(
+                "rope_scaling",
+                format!("{scaling} is not supported (only plain RoPE)"),
+            ));
         }
         let mut rope_theta = self.rope_theta;
         if let Some(params) = self.rope_parameters.filter(|v| !v.is_null()) {
             match params.get("rope_type").and_then(Value::as_str) {
                 None | Some("default") => {}
-                Some(other) => return Err(invalid("rope_parameters", format!("rope_type `{other}` is not supported (only default RoPE)"))),
+                Some(other) => {
+                    return Err(invalid(
+                        "rope_parameters",
+                        format!("rope_type `{other}` is not supported (only default RoPE)"),
+                    ))
+                }
             }
             if let Some(theta) = params.get("rope_theta") {
-                rope_theta = Some(theta.as_f64().ok_or_else(|| invalid("rope_parameters", "rope_theta must be a number".into()))?);
+                rope_theta = Some(theta.as_f64().ok_or_else(|| {
+                    invalid("rope_parameters", "rope_theta must be a number".into())
+                })?);
             }
         }
         if let Some(act) = self.hidden_act.filter(|a| a != "silu") {
             return Err(invalid("hidden_act", format!("`{act}` is not supported (expected silu)")));
         }
         if self.use_sliding_window == Some(true) {
-            return Err(invalid("use_sliding_window", "sliding-window attention is not supported".into()));
+            return Err(invalid(
+                "use_sliding_window",
+                "sliding-window attention is not supported".into(),
+            ));
         }
         if self.mlp_bias == Some(true) {
             return Err(invalid("mlp_bias", "MLP biases are not supported".into()));
@@ -253,14 +282,20 @@ impl HfConfig {
             architecture,
             vocab_size: self.vocab_size.ok_or_else(|| missing("vocab_size"))?,
             hidden_size,
-            intermediate_size: self.intermediate_size.ok_or_else(|| missing("intermediate_size"))?,
-            num_hidden_layers: self.num_hidden_layers.ok_or_else(|| missing("num_hidden_layers"))?,
+            intermediate_size: self
+                .intermediate_size
+                .ok_or_else(|| missing("intermediate_size"))?,
+            num_hidden_layers: self
+                .num_hidden_layers
+                .ok_or_else(|| missing("num_hidden_layers"))?,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
             rms_norm_eps,
             rope_theta: rope_theta.unwrap_or(10_000.0),
-            max_position_embeddings: self.max_position_embeddings.ok_or_else(|| missing("max_position_embeddings"))?,
+            max_position_embeddings: self
+                .max_position_embeddings
+                .ok_or_else(|| missing("max_position_embeddings"))?,
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
             qkv_bias,
             o_bias,
@@ -272,7 +307,11 @@ impl HfConfig {
 }
 
 /// HF writes token ids as `null`, a number, or a list of numbers.
-fn token_ids(value: Option<Value>, field: &'static str, origin: &str) -> Result<Vec<u32>, ConfigError> {
+fn token_ids(
+    value: Option<Value>,
+    field: &'static str,
+    origin: &str,
+) -> Result<Vec<u32>, ConfigError> {
     let bad = || ConfigError::Invalid {
         path: origin.to_string(),
         field,
@@ -280,7 +319,9 @@ fn token_ids(value: Option<Value>, field: &'static str, origin: &str) -> Result<
     };
     match value {
         None | Some(Value::Null) => Ok(vec![]),
-        Some(Value::Number(n)) => Ok(vec![n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?]),
+        Some(Value::Number(n)) => {
+            Ok(vec![n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?])
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad))
@@ -312,7 +353,8 @@ mod tests {
     #[test]
     fn round_trip_through_hf_json_keeps_every_field() {
         let mut c = ModelConfig::from_json_str(QWEN3, "qwen3.json").unwrap();
-        c.diffusion = Some(DiffusionConfig { mask_token_id: 151669, block_size: 4, shift_logits: false });
+        c.diffusion =
+            Some(DiffusionConfig { mask_token_id: 151669, block_size: 4, shift_logits: false });
         let again = ModelConfig::from_json_str(&c.to_hf_json().to_string(), "again").unwrap();
         assert_eq!(c, again);
     }
@@ -321,7 +363,8 @@ mod tests {
     fn qwen3_attention_bias_survives_a_round_trip() {
         // Found with the hf_dir fuzz target's round-trip check: to_hf_json wrote attention_bias
         // for Llama only.
-        let text = QWEN3.replace(r#""rope_scaling":null"#, r#""rope_scaling":null,"attention_bias":true"#);
+        let text =
+            QWEN3.replace(r#""rope_scaling":null"#, r#""rope_scaling":null,"attention_bias":true"#);
         let c = ModelConfig::from_json_str(&text, "qwen3.json").unwrap();
         assert!(c.qkv_bias && c.o_bias);
         assert_eq!(ModelConfig::from_json_str(&c.to_hf_json().to_string(), "again").unwrap(), c);
@@ -350,10 +393,16 @@ mod tests {
 
     #[test]
     fn transformers_v5_rope_parameters_are_read() {
-        let text = QWEN3.replace(r#""rope_theta":1000000,"#, r#""rope_parameters":{"rope_theta":5000.0,"rope_type":"default"},"#);
+        let text = QWEN3.replace(
+            r#""rope_theta":1000000,"#,
+            r#""rope_parameters":{"rope_theta":5000.0,"rope_type":"default"},"#,
+        );
         assert_eq!(ModelConfig::from_json_str(&text, "cfg.json").unwrap().rope_theta, 5000.0);
         let yarn = text.replace(r#""rope_type":"default""#, r#""rope_type":"yarn""#);
-        assert!(ModelConfig::from_json_str(&yarn, "cfg.json").unwrap_err().to_string().contains("yarn"));
+        assert!(ModelConfig::from_json_str(&yarn, "cfg.json")
+            .unwrap_err()
+            .to_string()
+            .contains("yarn"));
     }
 
     #[test]

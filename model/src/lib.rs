@@ -15,7 +15,7 @@ pub mod transformer;
 
 pub use cache::{CacheUse, KvCache};
 pub use config::{Architecture, DiffusionConfig, ModelConfig};
-pub use mask::{AttentionMode, Layout};
-pub use transformer::Transformer;
 pub use load::{load_model, load_pretrained, load_tokenizer, LoadError, Pretrained};
+pub use mask::{AttentionMode, Layout};
 pub use tokenizer::{ChatMessage, TextTokenizer};
+pub use transformer::Transformer;

@@ -40,7 +40,13 @@ pub struct Layout<B: Backend> {
 impl<B: Backend> Layout<B> {
     /// `len` tokens at positions `start..start + len`, attending to the `start` tokens
     /// before them (in a cache) and to each other under `mode`.
-    pub fn contiguous(mode: AttentionMode, batch: usize, start: usize, len: usize, device: &B::Device) -> Self {
+    pub fn contiguous(
+        mode: AttentionMode,
+        batch: usize,
+        start: usize,
+        len: usize,
+        device: &B::Device,
+    ) -> Self {
         let query_pos = Tensor::<B, 1, Int>::arange(start as i64..(start + len) as i64, device);
         let positions = query_pos.clone().unsqueeze::<2>().expand([batch, len]);
         // Fast path: when even the first query may see the last key, nothing is masked
@@ -64,7 +70,13 @@ impl<B: Backend> Layout<B> {
     /// holds it. Clean tokens are block-causal among themselves; noisy block `b` sees
     /// clean blocks `< b` and itself. Row logits of the noisy copy therefore equal those
     /// of the student run on `x0[<b], x_t[b]`.
-    pub fn training(prompt_len: usize, response_len: usize, block_size: usize, batch: usize, device: &B::Device) -> Self {
+    pub fn training(
+        prompt_len: usize,
+        response_len: usize,
+        block_size: usize,
+        batch: usize,
+        device: &B::Device,
+    ) -> Self {
         let total = prompt_len + response_len;
         let noisy_start = prompt_len / block_size * block_size;
         let clean_pos = Tensor::<B, 1, Int>::arange(0..total as i64, device);
@@ -104,7 +116,9 @@ impl<B: Backend> Layout<B> {
         let keys = void_slots.dims()[1];
         let positions = self.positions - left_pad.unsqueeze_dim::<2>(1);
         let void_queries = void_slots.clone().slice(s![.., keys - len..keys]);
-        let hidden = void_slots.unsqueeze_dim::<3>(1).expand([batch, len, keys])
+        let hidden = void_slots
+            .unsqueeze_dim::<3>(1)
+            .expand([batch, len, keys])
             .bool_and(void_queries.bool_not().unsqueeze_dim::<3>(2).expand([batch, len, keys]));
         let mask = match self.mask {
             Some(mask) => mask.bool_or(hidden),
@@ -188,7 +202,8 @@ mod tests {
         let device = Default::default();
         // prompt 3, response 5, block 2: clean positions 0..8, noisy positions 2..8.
         let layout = Layout::<B>::training(3, 5, 2, 1, &device);
-        let positions: Vec<i64> = layout.positions.clone().into_data().convert::<i64>().to_vec().unwrap();
+        let positions: Vec<i64> =
+            layout.positions.clone().into_data().convert::<i64>().to_vec().unwrap();
         assert_eq!(positions, vec![0, 1, 2, 3, 4, 5, 6, 7, 2, 3, 4, 5, 6, 7]);
         let grid = to_grid(layout.mask.unwrap());
         let stream = |i: usize| if i < 8 { Stream::Clean } else { Stream::Noisy };

@@ -22,7 +22,8 @@ impl<B: Backend> Rotary<B> {
         let inv_freq: Vec<f32> = (0..head_dim / 2)
             .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
             .collect();
-        let inv_freq = Tensor::<B, 1>::from_floats(inv_freq.as_slice(), &device).reshape([1, 1, head_dim / 2]);
+        let inv_freq =
+            Tensor::<B, 1>::from_floats(inv_freq.as_slice(), &device).reshape([1, 1, head_dim / 2]);
         let angles = positions.float().reshape([batch, len, 1]).mul(inv_freq); // [b, q, d/2]
         let angles = Tensor::cat(vec![angles.clone(), angles], 2).unsqueeze_dim::<4>(1); // [b, 1, q, d]
         Self { cos: angles.clone().cos(), sin: angles.sin() }
@@ -49,8 +50,16 @@ mod tests {
     #[test]
     fn rotation_preserves_norm_and_is_relative() {
         let device = Default::default();
-        let x = Tensor::<B, 4>::random([1, 1, 1, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let y = Tensor::<B, 4>::random([1, 1, 1, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<B, 4>::random(
+            [1, 1, 1, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let y = Tensor::<B, 4>::random(
+            [1, 1, 1, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let at = |p: i64, t: Tensor<B, 4>| {
             Rotary::<B>::new(Tensor::from_ints([[p]], &device), 8, 10_000.0).apply(t)
         };

@@ -48,7 +48,13 @@ impl TextTokenizer {
         bos_token: Option<String>,
         eos_token: Option<String>,
     ) -> Self {
-        Self { inner, chat_template, template_origin: "the model's chat template".into(), bos_token, eos_token }
+        Self {
+            inner,
+            chat_template,
+            template_origin: "the model's chat template".into(),
+            bos_token,
+            eos_token,
+        }
     }
 
     /// Reads `tokenizer.json` and, when present, `tokenizer_config.json` (chat template,
@@ -57,7 +63,11 @@ impl TextTokenizer {
         let path = dir.join("tokenizer.json");
         let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| TokenizerError::File {
             path: path.display().to_string(),
-            message: if path.exists() { format!("invalid tokenizer: {e}") } else { "missing (expected a Hugging Face tokenizer.json)".into() },
+            message: if path.exists() {
+                format!("invalid tokenizer: {e}")
+            } else {
+                "missing (expected a Hugging Face tokenizer.json)".into()
+            },
         })?;
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
@@ -69,21 +79,29 @@ impl TextTokenizer {
         };
         let special = |key: &str| match &config[key] {
             serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+            serde_json::Value::Object(o) => {
+                o.get("content").and_then(|c| c.as_str()).map(String::from)
+            }
             _ => None,
         };
         let jinja = dir.join("chat_template.jinja");
         let (chat_template, template_origin) = match &config["chat_template"] {
-            serde_json::Value::String(s) => (Some(s.clone()), format!("{} `chat_template`", config_path.display())),
+            serde_json::Value::String(s) => {
+                (Some(s.clone()), format!("{} `chat_template`", config_path.display()))
+            }
             _ => (std::fs::read_to_string(&jinja).ok(), jinja.display().to_string()),
         };
-        Ok(Self { template_origin, ..Self::new(inner, chat_template, special("bos_token"), special("eos_token")) })
+        Ok(Self {
+            template_origin,
+            ..Self::new(inner, chat_template, special("bos_token"), special("eos_token"))
+        })
     }
 
     /// Encodes `text` exactly as written: no BOS/EOS is added (chat templates spell out
     /// the special tokens a model expects).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self.inner.encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let encoding =
+            self.inner.encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -115,7 +133,11 @@ impl TextTokenizer {
 
     /// Renders `messages` with the model's own chat template, as `transformers`'
     /// `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)` does.
-    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
         let source = self.chat_template.as_deref().ok_or(TokenizerError::NoTemplate)?;
         let mut env = minijinja::Environment::new();
         // transformers renders with trim_blocks and lstrip_blocks, and Python string
@@ -123,10 +145,15 @@ impl TextTokenizer {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
-        });
-        let failed = |e: minijinja::Error| TokenizerError::Template(format!("{}: {e:#}", self.template_origin));
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+            },
+        );
+        let failed = |e: minijinja::Error| {
+            TokenizerError::Template(format!("{}: {e:#}", self.template_origin))
+        };
         let template = env.template_from_str(source).map_err(failed)?;
         template
             .render(minijinja::context! {
@@ -141,17 +168,25 @@ impl TextTokenizer {
     /// Writes `tokenizer.json` and `tokenizer_config.json` into `dir` (HF layout).
     pub fn save_hf(&self, dir: &Path) -> Result<(), TokenizerError> {
         let path = dir.join("tokenizer.json");
-        let io = |path: &Path, e: &dyn std::fmt::Display| TokenizerError::File { path: path.display().to_string(), message: e.to_string() };
+        let io = |path: &Path, e: &dyn std::fmt::Display| TokenizerError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         self.inner.save(&path, false).map_err(|e| io(&path, &e))?;
         let mut config = serde_json::json!({ "tokenizer_class": "PreTrainedTokenizerFast" });
         let map = config.as_object_mut().expect("literal object");
-        for (key, value) in [("chat_template", &self.chat_template), ("bos_token", &self.bos_token), ("eos_token", &self.eos_token)] {
+        for (key, value) in [
+            ("chat_template", &self.chat_template),
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+        ] {
             if let Some(v) = value {
                 map.insert(key.into(), v.clone().into());
             }
         }
         let path = dir.join("tokenizer_config.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).map_err(|e| io(&path, &e))
+        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json"))
+            .map_err(|e| io(&path, &e))
     }
 }
 

@@ -40,9 +40,15 @@ impl<B: Backend> Transformer<B> {
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let embedding_init = burn::nn::Initializer::Normal { mean: 0.0, std: 0.02 };
         let model = Trunk {
-            embed_tokens: EmbeddingConfig::new(config.vocab_size, config.hidden_size).with_initializer(embedding_init).init(device),
-            layers: (0..config.num_hidden_layers).map(|_| DecoderLayer::new(config, device)).collect(),
-            norm: RmsNormConfig::new(config.hidden_size).with_epsilon(config.rms_norm_eps).init(device),
+            embed_tokens: EmbeddingConfig::new(config.vocab_size, config.hidden_size)
+                .with_initializer(embedding_init)
+                .init(device),
+            layers: (0..config.num_hidden_layers)
+                .map(|_| DecoderLayer::new(config, device))
+                .collect(),
+            norm: RmsNormConfig::new(config.hidden_size)
+                .with_epsilon(config.rms_norm_eps)
+                .init(device),
         };
         let lm_head = (!config.tie_word_embeddings).then(|| {
             LinearConfig::new(config.hidden_size, config.vocab_size).with_bias(false).init(device)
@@ -82,10 +88,15 @@ impl<B: Backend> Transformer<B> {
     ) -> Tensor<B, 3> {
         let len = tokens.dims()[1];
         assert_eq!(len, layout.len(), "layout describes {} tokens, got {len}", layout.len());
-        let rotary = Rotary::new(layout.positions.clone(), self.config.head_dim, self.config.rope_theta);
+        let rotary =
+            Rotary::new(layout.positions.clone(), self.config.head_dim, self.config.rope_theta);
         let mut x = self.model.embed_tokens.forward(tokens);
         for (index, layer) in self.model.layers.iter().enumerate() {
-            let slot = cache.as_mut().map(|(cache, usage)| CacheSlot { cache: &mut **cache, layer: index, usage: *usage });
+            let slot = cache.as_mut().map(|(cache, usage)| CacheSlot {
+                cache: &mut **cache,
+                layer: index,
+                usage: *usage,
+            });
             x = layer.forward(x, &rotary, layout.mask.as_ref(), slot);
         }
         if let Some((cache, usage)) = cache {
@@ -104,7 +115,10 @@ impl<B: Backend> Transformer<B> {
                 let [batch, len, dim] = hidden.dims();
                 let weight = self.model.embed_tokens.weight.val();
                 let vocab = weight.dims()[0];
-                weight.matmul(hidden.reshape([batch * len, dim]).transpose()).transpose().reshape([batch, len, vocab])
+                weight
+                    .matmul(hidden.reshape([batch * len, dim]).transpose())
+                    .transpose()
+                    .reshape([batch, len, vocab])
             }
         }
     }
@@ -122,7 +136,12 @@ impl<B: Backend> Transformer<B> {
     /// none, appends a row initialised to the mean embedding so that the mask token starts
     /// as an "average" input rather than a random one.
     /// A model that already has a mask token keeps it and its `shift_logits`.
-    pub fn into_diffusion(mut self, tokenizer_vocab_size: usize, block_size: usize, shift_logits: bool) -> Self {
+    pub fn into_diffusion(
+        mut self,
+        tokenizer_vocab_size: usize,
+        block_size: usize,
+        shift_logits: bool,
+    ) -> Self {
         if let Some(diffusion) = &self.config.diffusion {
             self.config.diffusion = Some(DiffusionConfig { block_size, ..diffusion.clone() });
             return self;
@@ -131,7 +150,11 @@ impl<B: Backend> Transformer<B> {
         if tokenizer_vocab_size >= rows {
             self = self.append_mean_embedding_row();
         }
-        self.config.diffusion = Some(DiffusionConfig { mask_token_id: tokenizer_vocab_size as u32, block_size, shift_logits });
+        self.config.diffusion = Some(DiffusionConfig {
+            mask_token_id: tokenizer_vocab_size as u32,
+            block_size,
+            shift_logits,
+        });
         self
     }
 
@@ -139,7 +162,8 @@ impl<B: Backend> Transformer<B> {
         let weight = self.model.embed_tokens.weight.val();
         let mean = weight.clone().mean_dim(0);
         // Detached: a new leaf parameter, also on autodiff backends.
-        self.model.embed_tokens.weight = Param::from_tensor(Tensor::cat(vec![weight, mean], 0).detach());
+        self.model.embed_tokens.weight =
+            Param::from_tensor(Tensor::cat(vec![weight, mean], 0).detach());
         if let Some(head) = &mut self.lm_head {
             // The mask token is never predicted (its logit is -inf), so its output row is zero.
             let w = head.weight.val(); // [hidden, vocab]

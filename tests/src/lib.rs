@@ -25,13 +25,20 @@ pub fn smollm2_gguf() -> PathBuf {
     if let Some(path) = std::env::var_os("OPDLM_SMOLLM2_GGUF") {
         return PathBuf::from(path);
     }
-    let cache = std::env::var_os("OPDLM_CACHE").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".cache"));
+    let cache = std::env::var_os("OPDLM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache"));
     let path = cache.join("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
         let script = repo_root().join("scripts").join("fetch-smollm2.sh");
-        let status = std::process::Command::new("bash").arg(&script).status().expect("run fetch-smollm2.sh");
-        assert!(status.success(), "{} failed: the SmolLM2 GGUF is needed by this test", script.display());
+        let status =
+            std::process::Command::new("bash").arg(&script).status().expect("run fetch-smollm2.sh");
+        assert!(
+            status.success(),
+            "{} failed: the SmolLM2 GGUF is needed by this test",
+            script.display()
+        );
     }
     assert!(path.exists(), "{} missing after fetching", path.display());
     path
@@ -54,7 +61,8 @@ pub fn tiny_model_dir(name: &str, tag: &str) -> PathBuf {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
-    let vocab: serde_json::Map<String, serde_json::Value> = (0..96).map(|i| (format!("t{i}"), i.into())).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        (0..96).map(|i| (format!("t{i}"), i.into())).collect();
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": null, "pre_tokenizer": { "type": "WhitespaceSplit" }, "post_processor": null,
@@ -67,9 +75,24 @@ pub fn tiny_model_dir(name: &str, tag: &str) -> PathBuf {
 
 /// A short OPDLM run on a tiny model: six word-level prompts (written next to `out`),
 /// batch 3, rollouts of 6–10 tokens, a checkpoint every 4 steps, seed 3.
-pub fn tiny_train_config(teacher: PathBuf, out: PathBuf, steps: usize) -> opdlm_training::TrainConfig {
+pub fn tiny_train_config(
+    teacher: PathBuf,
+    out: PathBuf,
+    steps: usize,
+) -> opdlm_training::TrainConfig {
     let prompts = out.with_extension("jsonl");
-    let lines: Vec<String> = (0..6).map(|i| format!("{{\"prompt\": \"t{} t{} t{} t{} t{}\"}}", 10 + i, 20 + i, 30 + i, 40 + i, 50 + i)).collect();
+    let lines: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                "{{\"prompt\": \"t{} t{} t{} t{} t{}\"}}",
+                10 + i,
+                20 + i,
+                30 + i,
+                40 + i,
+                50 + i
+            )
+        })
+        .collect();
     std::fs::write(&prompts, lines.join("\n")).unwrap();
     opdlm_training::TrainConfig {
         teacher,
@@ -91,5 +114,8 @@ pub fn tiny_train_config(teacher: PathBuf, out: PathBuf, steps: usize) -> opdlm_
 
 /// The `loss` of every line of a run's `metrics.jsonl` (NaN where it was not finite).
 pub fn logged_losses(out: &Path) -> Vec<f64> {
-    opdlm_training::metrics::read_log(&out.join("metrics.jsonl")).iter().map(|v| v["loss"].as_f64().unwrap_or(f64::NAN)).collect()
+    opdlm_training::metrics::read_log(&out.join("metrics.jsonl"))
+        .iter()
+        .map(|v| v["loss"].as_f64().unwrap_or(f64::NAN))
+        .collect()
 }

@@ -20,9 +20,20 @@ fn builtin_teacher_solves_held_out_problems() {
     let device = Default::default();
     let teacher = load_pretrained::<B>(&builtin_teacher_dir(), &device).unwrap();
     let items = test_items(200, 7);
-    let settings = EvalSettings { block_size: 1, max_new_tokens: MAX_NEW_TOKENS, batch_size: 50, modes: vec![DecodeMode::Ar] };
-    let result = &evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0], |_| {}).unwrap()[0];
-    println!("teacher greedy AR accuracy on {} test problems: {:.1}%", items.len(), 100.0 * result.accuracy);
+    let settings = EvalSettings {
+        block_size: 1,
+        max_new_tokens: MAX_NEW_TOKENS,
+        batch_size: 50,
+        modes: vec![DecodeMode::Ar],
+    };
+    let result =
+        &evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0], |_| {})
+            .unwrap()[0];
+    println!(
+        "teacher greedy AR accuracy on {} test problems: {:.1}%",
+        items.len(),
+        100.0 * result.accuracy
+    );
     assert!(result.accuracy >= 0.95, "teacher accuracy {:.3}", result.accuracy);
     assert!((result.tokens_per_step - 1.0).abs() < 1e-9, "AR writes one token per step");
 }
@@ -32,10 +43,14 @@ fn teacher_block_one_static_equals_autoregressive_decoding() {
     let device = Default::default();
     let teacher = load_pretrained::<B>(&builtin_teacher_dir(), &device).unwrap();
     let vocab = teacher.tokenizer.vocab_size();
-    let prompts: Vec<Vec<u32>> = test_items(12, 3).iter().map(|i| teacher.tokenizer.encode(&i.prompt).unwrap()).collect();
+    let prompts: Vec<Vec<u32>> =
+        test_items(12, 3).iter().map(|i| teacher.tokenizer.encode(&i.prompt).unwrap()).collect();
     let ar = DecodeConfig::autoregressive(MAX_NEW_TOKENS, SamplingConfig::GREEDY, vec![0], 0);
     let model = teacher.model.into_diffusion(vocab, 1, true);
-    let block_one = DecodeConfig { stop_tokens: vec![0], ..DecodeConfig::diffusion(1, MAX_NEW_TOKENS, CommitRule::Static) };
+    let block_one = DecodeConfig {
+        stop_tokens: vec![0],
+        ..DecodeConfig::diffusion(1, MAX_NEW_TOKENS, CommitRule::Static)
+    };
     let a = generate(&model, &prompts, &ar, |_| {}).unwrap();
     let b = generate(&model, &prompts, &block_one, |_| {}).unwrap();
     for (x, y) in a.rows.iter().zip(&b.rows) {
@@ -60,7 +75,16 @@ fn default_conversion_trains_exports_and_evaluates() {
     let teacher = load_pretrained::<B>(&config.teacher, &device).unwrap();
     let items = test_items(8, 0);
     let settings = EvalSettings { batch_size: 4, ..eval_settings(config.block_size, &[0.9]) };
-    let results = evaluate(&student.model, &student.tokenizer, Some(&teacher.model), &items, &settings, &[0], |_| {}).unwrap();
+    let results = evaluate(
+        &student.model,
+        &student.tokenizer,
+        Some(&teacher.model),
+        &items,
+        &settings,
+        &[0],
+        |_| {},
+    )
+    .unwrap();
     let labels: Vec<&str> = results.iter().map(|r| r.mode.as_str()).collect();
     assert_eq!(labels, ["ar", "static", "dynamic γ=0.9"]);
     for r in &results {

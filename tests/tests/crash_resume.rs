@@ -35,7 +35,10 @@ fn run_dir(name: &str) -> PathBuf {
 }
 
 fn checkpoint_files(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out.join("checkpoint")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(out.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     names
 }
@@ -52,7 +55,8 @@ fn killed_and_out_of_disk_runs_resume_to_the_uninterrupted_losses() {
     let teacher = teacher.to_str().unwrap();
     let reference = run_dir("reference");
     let log = reference.with_extension("log");
-    let (output, stderr) = finish(child(&["train", teacher, reference.to_str().unwrap(), STEPS], &log), &log);
+    let (output, stderr) =
+        finish(child(&["train", teacher, reference.to_str().unwrap(), STEPS], &log), &log);
     assert!(output.status.success(), "reference run failed:\n{stderr}");
     let uninterrupted = logged_losses(&reference);
     assert_eq!(uninterrupted.len(), 10);
@@ -64,8 +68,14 @@ fn killed_and_out_of_disk_runs_resume_to_the_uninterrupted_losses() {
     // 1. SIGKILL mid-run: during epoch 2, once checkpoint 1 is complete.
     let running = child(&["train", teacher, out_arg, STEPS], &log).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !(out.join("checkpoint").join("manifest-1.json").exists() && logged_losses(&out).len() >= 5) {
-        assert!(Instant::now() < deadline, "the run never reached step 5:\n{}", std::fs::read_to_string(&log).unwrap());
+    while !(out.join("checkpoint").join("manifest-1.json").exists()
+        && logged_losses(&out).len() >= 5)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached step 5:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     kill(running);
@@ -73,11 +83,23 @@ fn killed_and_out_of_disk_runs_resume_to_the_uninterrupted_losses() {
 
     // 2. SIGKILL inside a checkpoint write: optim-2.mpk is written and synced under its
     //    temporary name but not renamed, and there is no manifest for epoch 2 yet.
-    let mut running = child(&["train", teacher, out_arg, STEPS, "--resume", "--pause-before-rename", "optim-2.mpk"], &log).spawn().unwrap();
+    let mut running = child(
+        &["train", teacher, out_arg, STEPS, "--resume", "--pause-before-rename", "optim-2.mpk"],
+        &log,
+    )
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(running.stdout.take().unwrap()).lines();
     let paused = lines.find_map(|l| l.unwrap().strip_prefix("PAUSED ").map(PathBuf::from));
-    let tmp = paused.unwrap_or_else(|| panic!("the resumed run never wrote optim-2.mpk:\n{}", std::fs::read_to_string(&log).unwrap()));
-    assert!(tmp.ends_with("checkpoint/optim-2.mpk.tmp") && std::fs::metadata(&tmp).unwrap().len() > 0);
+    let tmp = paused.unwrap_or_else(|| {
+        panic!(
+            "the resumed run never wrote optim-2.mpk:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        )
+    });
+    assert!(
+        tmp.ends_with("checkpoint/optim-2.mpk.tmp") && std::fs::metadata(&tmp).unwrap().len() > 0
+    );
     assert!(!out.join("checkpoint").join("manifest-2.json").exists());
     assert_eq!(latest_checkpoint(&out), 1, "epoch 2 is incomplete: {:?}", checkpoint_files(&out));
     kill(running);
@@ -87,24 +109,48 @@ fn killed_and_out_of_disk_runs_resume_to_the_uninterrupted_losses() {
     //    would). The run stops with an error naming the file; checkpoint 1 survives intact.
     let model_1 = std::fs::metadata(out.join("checkpoint").join("model-1.mpk")).unwrap().len();
     let limit = (model_1 / 2).to_string();
-    let (output, stderr) = finish(child(&["train", teacher, out_arg, STEPS, "--resume", "--file-size-limit", &limit], &log), &log);
+    let (output, stderr) = finish(
+        child(&["train", teacher, out_arg, STEPS, "--resume", "--file-size-limit", &limit], &log),
+        &log,
+    );
     assert_eq!(output.status.code(), Some(2), "the out-of-space run must fail cleanly:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    for part in ["cannot write checkpoint", "-2.mpk", "File too large", "Checkpoint 1", "intact", "--resume"] {
+    for part in [
+        "cannot write checkpoint",
+        "-2.mpk",
+        "File too large",
+        "Checkpoint 1",
+        "intact",
+        "--resume",
+    ] {
         assert!(stderr.contains(part), "error does not mention {part:?}:\n{stderr}");
     }
     assert_eq!(latest_checkpoint(&out), 1);
     verify_checkpoint(&out, 1, true).unwrap();
-    assert!(!checkpoint_files(&out).iter().any(|n| n.ends_with(".tmp")), "{:?}", checkpoint_files(&out));
+    assert!(
+        !checkpoint_files(&out).iter().any(|n| n.ends_with(".tmp")),
+        "{:?}",
+        checkpoint_files(&out)
+    );
     assert!(!out.join("model").exists(), "a failed run exports nothing");
 
     // 4. Resume to the end: exactly the uninterrupted losses, no temporary files, only
     //    the newest `keep_checkpoints` = 2 complete checkpoints.
-    let (output, stderr) = finish(child(&["train", teacher, out_arg, STEPS, "--resume"], &log), &log);
+    let (output, stderr) =
+        finish(child(&["train", teacher, out_arg, STEPS, "--resume"], &log), &log);
     assert!(output.status.success(), "final resume failed:\n{stderr}");
     assert_eq!(logged_losses(&out), uninterrupted, "the resumed run diverged");
     let files = checkpoint_files(&out);
-    let expected = ["manifest-2.json", "manifest-3.json", "model-2.mpk", "model-3.mpk", "optim-2.mpk", "optim-3.mpk", "scheduler-2.mpk", "scheduler-3.mpk"];
+    let expected = [
+        "manifest-2.json",
+        "manifest-3.json",
+        "model-2.mpk",
+        "model-3.mpk",
+        "optim-2.mpk",
+        "optim-3.mpk",
+        "scheduler-2.mpk",
+        "scheduler-3.mpk",
+    ];
     assert_eq!(files, expected);
     for epoch in [2, 3] {
         verify_checkpoint(&out, epoch, true).unwrap();
@@ -126,7 +172,8 @@ fn exporting_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export() {
     let before = std::fs::read(&weights).unwrap();
 
     let limit = (before.len() / 2).to_string();
-    let (output, stderr) = finish(child(&[&args[..], &["--file-size-limit", &limit]].concat(), &log), &log);
+    let (output, stderr) =
+        finish(child(&[&args[..], &["--file-size-limit", &limit]].concat(), &log), &log);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     for part in ["model.safetensors", "File too large"] {
@@ -136,7 +183,9 @@ fn exporting_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export() {
     let leftovers: Vec<_> = std::fs::read_dir(destination.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(&format!(".{}", destination.file_name().unwrap().to_str().unwrap())))
+        .filter(|n| {
+            n.starts_with(&format!(".{}", destination.file_name().unwrap().to_str().unwrap()))
+        })
         .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }

@@ -18,7 +18,11 @@ type B = TestBackend;
 const FIXTURE_VOCAB: usize = 96;
 
 fn model(name: &str, block: usize, shift: bool) -> Transformer<B> {
-    load_model::<B>(&fixture(name), &Default::default()).unwrap().into_diffusion(FIXTURE_VOCAB, block, shift)
+    load_model::<B>(&fixture(name), &Default::default()).unwrap().into_diffusion(
+        FIXTURE_VOCAB,
+        block,
+        shift,
+    )
 }
 
 fn config(block: usize, steps: usize, max_new: usize, rule: CommitRule) -> DecodeConfig {
@@ -63,18 +67,34 @@ fn uncached_ar(model: &Transformer<B>, prompt: &[u32], max_new: usize) -> Vec<u3
 
 /// Reference block decoding: uncached block-causal passes over the whole sequence, static
 /// rule with one token per step, blocks aligned to absolute positions.
-fn uncached_block_static(model: &Transformer<B>, prompt: &[u32], block: usize, max_new: usize, shift: bool) -> Vec<u32> {
+fn uncached_block_static(
+    model: &Transformer<B>,
+    prompt: &[u32],
+    block: usize,
+    max_new: usize,
+    shift: bool,
+) -> Vec<u32> {
     let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
     let end = prompt.len() + max_new;
-    let mut seq: Vec<u32> = prompt.iter().copied().chain(std::iter::repeat_n(mask_id, max_new)).collect();
+    let mut seq: Vec<u32> =
+        prompt.iter().copied().chain(std::iter::repeat_n(mask_id, max_new)).collect();
     let mut block_start = prompt.len() / block * block;
     while block_start < end {
         let block_end = (block_start + block).min(end);
         while seq[block_start..block_end].contains(&mask_id) {
-            let rows = logits_rows(model, &seq[..block_end], AttentionMode::BlockCausal { block_size: block });
+            let rows = logits_rows(
+                model,
+                &seq[..block_end],
+                AttentionMode::BlockCausal { block_size: block },
+            );
             let softmax_max = |row: &[f32]| {
                 let (t, m) = argmax(row, mask_id);
-                let z: f32 = row.iter().enumerate().filter(|(i, _)| *i as u32 != mask_id).map(|(_, v)| (v - m).exp()).sum();
+                let z: f32 = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i as u32 != mask_id)
+                    .map(|(_, v)| (v - m).exp())
+                    .sum();
                 (t, 1.0 / z)
             };
             let best = (block_start..block_end)
@@ -103,7 +123,12 @@ fn block_size_one_static_equals_greedy_autoregressive_decoding() {
         for prompt in prompts() {
             let want = uncached_ar(&m, &prompt, 9);
             let block1 = run(&m, &[prompt.clone()], &config(1, 1, 9, CommitRule::Static)).remove(0);
-            let ar = run(&m, &[prompt.clone()], &DecodeConfig::autoregressive(9, SamplingConfig::GREEDY, vec![], 0)).remove(0);
+            let ar = run(
+                &m,
+                &[prompt.clone()],
+                &DecodeConfig::autoregressive(9, SamplingConfig::GREEDY, vec![], 0),
+            )
+            .remove(0);
             assert_eq!(block1, want, "{name}: block-1 static vs uncached AR");
             assert_eq!(ar, want, "{name}: AR decoder vs uncached AR");
         }
@@ -118,7 +143,8 @@ fn cached_block_decoding_equals_uncached_block_decoding() {
             for prompt in prompts() {
                 // 10 new tokens: not a multiple of either block size with these prompts.
                 let want = uncached_block_static(&m, &prompt, block, 10, shift);
-                let got = run(&m, &[prompt.clone()], &config(block, block, 10, CommitRule::Static)).remove(0);
+                let got = run(&m, &[prompt.clone()], &config(block, block, 10, CommitRule::Static))
+                    .remove(0);
                 assert_eq!(got, want, "block {block} shift {shift} prompt len {}", prompt.len());
                 assert_eq!(got.len(), 10);
             }
@@ -131,14 +157,19 @@ fn dynamic_with_threshold_one_equals_static_one_token_per_step() {
     let m = model("tiny-llama", 4, false);
     for prompt in prompts() {
         let stat = run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Static));
-        let dynamic = run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Dynamic { threshold: 1.0 }));
+        let dynamic =
+            run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Dynamic { threshold: 1.0 }));
         assert_eq!(dynamic, stat);
     }
 }
 
 #[test]
 fn batch_of_ragged_prompts_equals_single_runs() {
-    for (block, rule) in [(4, CommitRule::Static), (3, CommitRule::Dynamic { threshold: 0.3 }), (1, CommitRule::Static)] {
+    for (block, rule) in [
+        (4, CommitRule::Static),
+        (3, CommitRule::Dynamic { threshold: 0.3 }),
+        (1, CommitRule::Static),
+    ] {
         let m = model("tiny-llama", block, false);
         let cfg = config(block, block, 9, rule);
         let batch = run(&m, &prompts(), &cfg);
@@ -156,7 +187,8 @@ fn generation_stops_at_the_first_stop_token_and_drops_the_rest() {
     // Use a token that appears in the middle of the first row's output as "EOS".
     let stop = free[0][5];
     let first = free[0].iter().position(|&t| t == stop).unwrap();
-    let stopped = generate(&m, &prompts(), &DecodeConfig { stop_tokens: vec![stop], ..cfg }, |_| {}).unwrap();
+    let stopped =
+        generate(&m, &prompts(), &DecodeConfig { stop_tokens: vec![stop], ..cfg }, |_| {}).unwrap();
     let row = &stopped.rows[0];
     assert!(row.stopped);
     assert_eq!(row.tokens, free[0][..=first].to_vec());
@@ -170,7 +202,10 @@ fn generation_stops_at_the_first_stop_token_and_drops_the_rest() {
 #[test]
 fn recorded_states_are_the_trajectory_implied_by_first_unmask_steps() {
     let m = model("tiny-llama", 4, false);
-    let cfg = DecodeConfig { record_states: true, ..config(4, 2, 10, CommitRule::Dynamic { threshold: 0.2 }) };
+    let cfg = DecodeConfig {
+        record_states: true,
+        ..config(4, 2, 10, CommitRule::Dynamic { threshold: 0.2 })
+    };
     let mask_id = m.config().diffusion.as_ref().unwrap().mask_token_id;
     let out = generate(&m, &prompts(), &cfg, |_| {}).unwrap();
     for (row, prompt) in out.rows.iter().zip(prompts()) {
@@ -182,7 +217,11 @@ fn recorded_states_are_the_trajectory_implied_by_first_unmask_steps() {
                     prompt[pos]
                 } else {
                     let j = pos - prompt.len();
-                    if row.first_unmask_step[j] < state.step { row.tokens[j] } else { mask_id }
+                    if row.first_unmask_step[j] < state.step {
+                        row.tokens[j]
+                    } else {
+                        mask_id
+                    }
                 };
                 assert_eq!(token, expected, "step {} position {pos}", state.step);
             }

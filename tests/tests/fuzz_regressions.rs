@@ -24,7 +24,8 @@ type Outcome = Result<(), String>;
 /// The `gguf` target: parse, read and dequantise every tensor, rebuild the tokenizer,
 /// build the model. Returns the first error of the model build (the deepest step).
 fn gguf(bytes: &[u8]) -> Outcome {
-    let gguf = GgufFile::from_bytes(Path::new("fuzz.gguf"), bytes.to_vec()).map_err(|e| e.to_string())?;
+    let gguf =
+        GgufFile::from_bytes(Path::new("fuzz.gguf"), bytes.to_vec()).map_err(|e| e.to_string())?;
     for t in &gguf.tensors {
         let _ = gguf.tensor_bytes(&t.name);
         if let Ok((shape, values)) = gguf.tensor_f32(&t.name) {
@@ -39,7 +40,9 @@ fn gguf(bytes: &[u8]) -> Outcome {
         }
         let _ = tok.decode(&[0, 1, 2, u32::MAX]);
     }
-    gguf_model::model_from_gguf::<TestBackend>(&gguf, &Default::default()).map(drop).map_err(|e| e.to_string())
+    gguf_model::model_from_gguf::<TestBackend>(&gguf, &Default::default())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The `hf_dir` target's input layout: `[u16 LE n][config.json][u16 LE m][index]` and the
@@ -61,16 +64,27 @@ fn split_hf(data: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 /// The `hf_dir` target: validate config.json alone (and its round trip through
 /// `to_hf_json`), then load the whole directory.
 fn hf(data: &[u8], scratch: &Path) -> Outcome {
-    let (config, index, weights) = split_hf(data).ok_or("input shorter than its length prefixes")?;
+    let (config, index, weights) =
+        split_hf(data).ok_or("input shorter than its length prefixes")?;
     if let Ok(text) = std::str::from_utf8(config) {
         if let Ok(c) = ModelConfig::from_json_str(text, "config.json") {
             // What we write back must read back the same. Floats are compared to the last
             // bit or two: serde_json's default parser is not correctly rounded (1e-86 reads
             // as 9.999999999999999e-87), so an exact round trip cannot be promised.
-            let again = ModelConfig::from_json_str(&c.to_hf_json().to_string(), "again").expect("re-read own config");
-            let close = |a: f64, b: f64| a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs());
-            assert!(close(c.rms_norm_eps, again.rms_norm_eps) && close(c.rope_theta, again.rope_theta), "{c:?}\n{again:?}");
-            assert_eq!(c, ModelConfig { rms_norm_eps: c.rms_norm_eps, rope_theta: c.rope_theta, ..again }, "config.json does not survive a round trip");
+            let again = ModelConfig::from_json_str(&c.to_hf_json().to_string(), "again")
+                .expect("re-read own config");
+            let close = |a: f64, b: f64| {
+                a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs())
+            };
+            assert!(
+                close(c.rms_norm_eps, again.rms_norm_eps) && close(c.rope_theta, again.rope_theta),
+                "{c:?}\n{again:?}"
+            );
+            assert_eq!(
+                c,
+                ModelConfig { rms_norm_eps: c.rms_norm_eps, rope_theta: c.rope_theta, ..again },
+                "config.json does not survive a round trip"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(scratch);
@@ -83,7 +97,9 @@ fn hf(data: &[u8], scratch: &Path) -> Outcome {
         "model-00001-of-00001.safetensors"
     };
     std::fs::write(scratch.join(weights_file), weights).unwrap();
-    hf_dir::load_model::<TestBackend>(scratch, &Default::default()).map(drop).map_err(|e| e.to_string())
+    hf_dir::load_model::<TestBackend>(scratch, &Default::default())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The `prompts` target.
@@ -128,12 +144,19 @@ fn replay(target: &str, run: impl Fn(&[u8]) -> Outcome) {
     }
     for input in inputs(&dir) {
         let outcome = run(&std::fs::read(&input).unwrap());
-        let note = input.with_file_name(format!("{}.expected", input.file_name().unwrap().to_string_lossy()));
+        let note = input
+            .with_file_name(format!("{}.expected", input.file_name().unwrap().to_string_lossy()));
         if let Ok(expected) = std::fs::read_to_string(&note) {
             let expected = expected.trim();
             match &outcome {
-                Err(e) => assert!(e.contains(expected), "{}: error does not mention {expected:?}:\n{e}", input.display()),
-                Ok(()) => panic!("{}: loaded, expected an error mentioning {expected:?}", input.display()),
+                Err(e) => assert!(
+                    e.contains(expected),
+                    "{}: error does not mention {expected:?}:\n{e}",
+                    input.display()
+                ),
+                Ok(()) => {
+                    panic!("{}: loaded, expected an error mentioning {expected:?}", input.display())
+                }
             }
         }
         eprintln!("{}: {:?}", input.display(), outcome);
@@ -177,14 +200,23 @@ fn prompts_regressions() {
 
 #[test]
 fn gguf_seeds() {
-    let valid = ["llama-f32.gguf", "llama-f16.gguf", "qwen2-f32.gguf", "qwen2-bf16.gguf", "qwen3-f32.gguf"];
+    let valid =
+        ["llama-f32.gguf", "llama-f16.gguf", "qwen2-f32.gguf", "qwen2-bf16.gguf", "qwen3-f32.gguf"];
     seeds("gguf", &valid, gguf);
 }
 
 #[test]
 fn hf_dir_seeds() {
     let dir = scratch("hf-seeds");
-    let valid = ["llama-f32", "llama-untied-f16", "qwen2-f32", "qwen2-bf16", "qwen3-f32", "qwen3-sharded", "qwen3-v5-diffusion"];
+    let valid = [
+        "llama-f32",
+        "llama-untied-f16",
+        "qwen2-f32",
+        "qwen2-bf16",
+        "qwen3-f32",
+        "qwen3-sharded",
+        "qwen3-v5-diffusion",
+    ];
     seeds("hf_dir", &valid, |data| hf(data, &dir));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,9 +45,11 @@ fn check_model(name: &str) {
     for case in &reference.cases {
         let (batch, len) = (case.input_ids.len(), case.input_ids[0].len());
         let ids: Vec<i64> = case.input_ids.iter().flatten().copied().collect();
-        let tokens = Tensor::<TestBackend, 2, Int>::from_data(TensorData::new(ids, [batch, len]), &device);
+        let tokens =
+            Tensor::<TestBackend, 2, Int>::from_data(TensorData::new(ids, [batch, len]), &device);
         let layout = Layout::contiguous(case.mode(), batch, 0, len, &device);
-        let ours: Vec<f32> = model.forward(tokens, &layout).into_data().convert::<f32>().to_vec().unwrap();
+        let ours: Vec<f32> =
+            model.forward(tokens, &layout).into_data().convert::<f32>().to_vec().unwrap();
         let theirs: Vec<f32> = case.logits.iter().flatten().flatten().copied().collect();
         let diff = max_abs_diff(&ours, &theirs);
         println!("{name}/{}: max |Δlogit| = {diff:.2e}", case.name);

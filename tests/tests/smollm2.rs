@@ -41,7 +41,8 @@ struct ChatReference {
 }
 
 fn reference() -> Reference {
-    serde_json::from_str(&std::fs::read_to_string(fixture("smollm2_reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("smollm2_reference.json")).unwrap())
+        .unwrap()
 }
 
 fn smollm2() -> Pretrained<B> {
@@ -62,7 +63,8 @@ fn smollm2_matches_transformers_on_logits_tokens_template_and_greedy_answer() {
     let ids: Vec<i64> = reference.input_ids.iter().map(|&t| t as i64).collect();
     let len = ids.len();
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
-    let logits = model.forward(tokens, &Layout::contiguous(AttentionMode::Causal, 1, 0, len, &device));
+    let logits =
+        model.forward(tokens, &Layout::contiguous(AttentionMode::Causal, 1, 0, len, &device));
     let vocab = logits.dims()[2];
     let ours: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap();
     let mut worst = 0.0f32;
@@ -74,7 +76,10 @@ fn smollm2_matches_transformers_on_logits_tokens_template_and_greedy_answer() {
             worst = worst.max((row[id] - want).abs());
         }
     }
-    println!("SmolLM2 max |Δlogit| vs transformers over {} positions: {worst:.2e}", reference.positions.len());
+    println!(
+        "SmolLM2 max |Δlogit| vs transformers over {} positions: {worst:.2e}",
+        reference.positions.len()
+    );
     assert!(worst <= 2e-3, "max abs logit diff {worst}");
 
     // The model's own chat template (with its default system turn), as transformers renders it.
@@ -86,10 +91,17 @@ fn smollm2_matches_transformers_on_logits_tokens_template_and_greedy_answer() {
     let model = model.into_diffusion(tokenizer.vocab_size(), 1, true);
     let stop = model.config().eos_token_ids.clone();
     let prompt = vec![reference.input_ids.clone()];
-    let ar = generate(&model, &prompt, &DecodeConfig::autoregressive(20, SamplingConfig::GREEDY, stop.clone(), 0), |_| {}).unwrap();
+    let ar = generate(
+        &model,
+        &prompt,
+        &DecodeConfig::autoregressive(20, SamplingConfig::GREEDY, stop.clone(), 0),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(ar.rows[0].tokens, reference.greedy.generated_ids);
     assert_eq!(tokenizer.decode(ar.rows[0].text_tokens()), reference.greedy.text);
-    let block1 = DecodeConfig { stop_tokens: stop, ..DecodeConfig::diffusion(1, 20, CommitRule::Static) };
+    let block1 =
+        DecodeConfig { stop_tokens: stop, ..DecodeConfig::diffusion(1, 20, CommitRule::Static) };
     let diffusion = generate(&model, &prompt, &block1, |_| {}).unwrap();
     assert_eq!(diffusion.rows[0].tokens, ar.rows[0].tokens);
 }
@@ -107,8 +119,10 @@ struct TokenizerCase {
 
 #[test]
 fn smollm2_tokenizer_from_gguf_matches_reference_encodings() {
-    let cases: TokenizerCases =
-        serde_json::from_str(&std::fs::read_to_string(fixture("smollm2_tokenizer_cases.json")).unwrap()).unwrap();
+    let cases: TokenizerCases = serde_json::from_str(
+        &std::fs::read_to_string(fixture("smollm2_tokenizer_cases.json")).unwrap(),
+    )
+    .unwrap();
     let tokenizer = opdlm_model::load_tokenizer(&smollm2_gguf()).unwrap();
     for case in &cases.cases {
         assert_eq!(tokenizer.encode(&case.text).unwrap(), case.ids, "{:?}", case.text);

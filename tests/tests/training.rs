@@ -5,11 +5,13 @@
 //!   uninterrupted run, and its exported model decodes;
 //! - the student read back from the last checkpoint is the exported student.
 
-use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
+use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
 use opdlm_model::{load_model, Transformer};
-use opdlm_tests::{logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend};
+use opdlm_tests::{
+    logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend,
+};
 use opdlm_training::state::{response_blocks, select_masked, StateSelection};
 use opdlm_training::{load_checkpoint_student, train};
 use rand::rngs::StdRng;
@@ -20,9 +22,15 @@ type B = TestBackend;
 #[test]
 fn training_states_are_states_the_sampler_visited() {
     let block = 4;
-    let model = load_model::<B>(&tiny_model_dir("tiny-llama", "states"), &Default::default()).unwrap().into_diffusion(96, block, false);
+    let model = load_model::<B>(&tiny_model_dir("tiny-llama", "states"), &Default::default())
+        .unwrap()
+        .into_diffusion(96, block, false);
     let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
-    let prompts = vec![vec![5, 17, 33, 2, 71], vec![9, 1, 44, 60, 23, 8, 90], vec![40, 41, 42, 43, 44, 45, 46, 47]];
+    let prompts = vec![
+        vec![5, 17, 33, 2, 71],
+        vec![9, 1, 44, 60, 23, 8, 90],
+        vec![40, 41, 42, 43, 44, 45, 46, 47],
+    ];
     let config = DecodeConfig {
         sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
         seed: 11,
@@ -45,9 +53,21 @@ fn training_states_are_states_the_sampler_visited() {
                     // the response slots with the selected ones masked.
                     let block_start = (p + start) / block * block;
                     let mut tokens: Vec<u32> = prompt[block_start.min(p)..].to_vec();
-                    tokens.extend((start..end).map(|j| if masked[j] { mask_id } else { row.tokens[j] }));
-                    let visited = row.states.iter().any(|s| s.block_start == block_start && s.tokens == tokens);
-                    assert!(visited, "{rule:?}: state {tokens:?} at {block_start} was never fed to the model");
+                    tokens.extend((start..end).map(|j| {
+                        if masked[j] {
+                            mask_id
+                        } else {
+                            row.tokens[j]
+                        }
+                    }));
+                    let visited = row
+                        .states
+                        .iter()
+                        .any(|s| s.block_start == block_start && s.tokens == tokens);
+                    assert!(
+                        visited,
+                        "{rule:?}: state {tokens:?} at {block_start} was never fed to the model"
+                    );
                     checked += 1;
                 }
             }
@@ -67,7 +87,10 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     let uninterrupted = losses(&out);
     assert_eq!(uninterrupted.len(), 12);
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
-    assert!(mean(&uninterrupted[9..]) < mean(&uninterrupted[..3]), "loss did not go down: {uninterrupted:?}");
+    assert!(
+        mean(&uninterrupted[9..]) < mean(&uninterrupted[..3]),
+        "loss did not go down: {uninterrupted:?}"
+    );
     assert!(summary.tokens_total > 0.0);
 
     // Refusing to overwrite, then "crash" after the first checkpoint: drop the later
@@ -75,7 +98,8 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     assert!(train::<A>(&full, &device, false).unwrap_err().to_string().contains("--resume"));
     for epoch in [2, 3] {
         for kind in ["model", "optim", "scheduler"] {
-            let _ = std::fs::remove_file(out.join("checkpoint").join(format!("{kind}-{epoch}.mpk")));
+            let _ =
+                std::fs::remove_file(out.join("checkpoint").join(format!("{kind}-{epoch}.mpk")));
         }
     }
     train::<A>(&full, &device, true).unwrap();
@@ -86,7 +110,13 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     let student = load_model::<B>(&summary.model_dir, &device).unwrap();
     let diffusion = student.config().diffusion.clone().unwrap();
     assert_eq!((diffusion.block_size, diffusion.shift_logits), (4, false));
-    let decoded = generate(&student, &[vec![10, 20, 30]], &DecodeConfig::diffusion(4, 8, CommitRule::Dynamic { threshold: 0.9 }), |_| {}).unwrap();
+    let decoded = generate(
+        &student,
+        &[vec![10, 20, 30]],
+        &DecodeConfig::diffusion(4, 8, CommitRule::Dynamic { threshold: 0.9 }),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(decoded.rows[0].tokens.len(), 8);
 
     // The last checkpoint's student is the exported one, bit for bit; an earlier one is not.
@@ -95,8 +125,14 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     assert!(weights(&last) == weights(&student), "checkpoint 3 differs from the exported student");
     let earlier = load_checkpoint_student::<B>(&out, 2, &device).unwrap();
     assert!(weights(&earlier) != weights(&student), "checkpoint 2 equals the final student");
-    let missing = load_checkpoint_student::<B>(&out, 9, &device).err().expect("there is no checkpoint 9").to_string();
-    assert!(missing.contains("manifest-9.json") && missing.contains("checkpoint 9 is incomplete"), "{missing}");
+    let missing = load_checkpoint_student::<B>(&out, 9, &device)
+        .err()
+        .expect("there is no checkpoint 9")
+        .to_string();
+    assert!(
+        missing.contains("manifest-9.json") && missing.contains("checkpoint 9 is incomplete"),
+        "{missing}"
+    );
 }
 
 /// Every float parameter of a model, in visiting order.
@@ -133,7 +169,10 @@ fn a_non_finite_step_is_skipped_counted_and_training_goes_on() {
         assert!(loss.is_finite(), "step {step}: loss {loss} ({losses:?})");
     }
     let student = load_model::<B>(&summary.model_dir, &device).unwrap();
-    assert!(weights(&student).iter().flatten().all(|w| w.is_finite()), "the exported student has non-finite weights");
+    assert!(
+        weights(&student).iter().flatten().all(|w| w.is_finite()),
+        "the exported student has non-finite weights"
+    );
 }
 
 #[test]
@@ -145,11 +184,18 @@ fn repeated_non_finite_steps_stop_the_run_and_keep_the_last_checkpoint() {
     let mut run = config(teacher, out.clone(), 12);
     run.max_bad_steps = 3;
     run.faults.nan_loss_at = vec![5, 6, 7];
-    let err = train::<A>(&run, &device, false).err().expect("three bad steps in a row must stop the run").to_string();
+    let err = train::<A>(&run, &device, false)
+        .err()
+        .expect("three bad steps in a row must stop the run")
+        .to_string();
     for part in ["3 optimizer steps in a row", "step 7", "Checkpoint 1", "intact", "--resume"] {
         assert!(err.contains(part), "error does not mention {part:?}: {err}");
     }
-    assert_eq!(opdlm_training::checkpoint::latest_checkpoint(&out), 1, "the interrupted epoch 2 wrote no checkpoint");
+    assert_eq!(
+        opdlm_training::checkpoint::latest_checkpoint(&out),
+        1,
+        "the interrupted epoch 2 wrote no checkpoint"
+    );
     assert_eq!(losses(&out).len(), 8, "the run stopped right after step 7");
     assert!(!out.join("model").exists(), "a stopped run exports nothing");
 }

@@ -95,9 +95,14 @@ impl AtomicRecorder {
         self.journal.as_ref().and_then(|j| j.error.lock().expect("not poisoned").clone())
     }
 
-    fn save(&self, path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), String> {
+    fn save(
+        &self,
+        path: &Path,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), String> {
         let before_rename = self.journal.as_ref().and_then(|j| j.before_rename);
-        let file = write_atomically(path, before_rename, write).map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))?;
+        let file = write_atomically(path, before_rename, write)
+            .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))?;
         let Some(journal) = &self.journal else { return Ok(()) };
         let Some((_, epoch)) = record_name(&file.name) else { return Ok(()) };
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -113,11 +118,17 @@ impl AtomicRecorder {
             files.sort_by(|a, b| a.name.cmp(&b.name));
             files
         };
-        let manifest = Manifest { epoch, step: (epoch * journal.steps_per_epoch).min(journal.total_steps), files };
+        let manifest = Manifest {
+            epoch,
+            step: (epoch * journal.steps_per_epoch).min(journal.total_steps),
+            files,
+        };
         let path = dir.join(format!("manifest-{epoch}.json"));
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        write_atomically(&path, None, |w| w.write_all(&json)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        remove_old_checkpoints(dir, journal.keep).map_err(|e| format!("cannot remove old checkpoints in {}: {e}", dir.display()))
+        write_atomically(&path, None, |w| w.write_all(&json))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        remove_old_checkpoints(dir, journal.keep)
+            .map_err(|e| format!("cannot remove old checkpoints in {}: {e}", dir.display()))
     }
 }
 
@@ -129,7 +140,10 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
 
     fn save_item<I: Serialize>(&self, item: I, path: PathBuf) -> Result<(), RecorderError> {
         let path = path.with_extension(EXTENSION);
-        self.save(&path, |w| rmp_serde::encode::write_named(w, &item).map_err(std::io::Error::other)).map_err(|message| {
+        self.save(&path, |w| {
+            rmp_serde::encode::write_named(w, &item).map_err(std::io::Error::other)
+        })
+        .map_err(|message| {
             if let Some(journal) = &self.journal {
                 journal.error.lock().expect("not poisoned").get_or_insert_with(|| message.clone());
             }
@@ -140,10 +154,13 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
     fn load_item<I: DeserializeOwned>(&self, path: &mut PathBuf) -> Result<I, RecorderError> {
         let path = path.with_extension(EXTENSION);
         let file = File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => RecorderError::FileNotFound(format!("{}: {e}", path.display())),
+            std::io::ErrorKind::NotFound => {
+                RecorderError::FileNotFound(format!("{}: {e}", path.display()))
+            }
             _ => RecorderError::Unknown(format!("{}: {e}", path.display())),
         })?;
-        rmp_serde::decode::from_read(BufReader::new(file)).map_err(|e| RecorderError::Unknown(format!("{}: {e}", path.display())))
+        rmp_serde::decode::from_read(BufReader::new(file))
+            .map_err(|e| RecorderError::Unknown(format!("{}: {e}", path.display())))
     }
 }
 
@@ -155,16 +172,29 @@ impl<B: Backend> FileRecorder<B> for AtomicRecorder {
 
 /// Writes `path` through `<path>.tmp`: write, sync, rename, sync the directory. On error
 /// the temporary file is removed and `path` is untouched.
-fn write_atomically(path: &Path, before_rename: Option<BeforeRename>, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<ManifestFile> {
+fn write_atomically(
+    path: &Path,
+    before_rename: Option<BeforeRename>,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<ManifestFile> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!("{name}.tmp"));
     let written = (|| {
-        let mut out = Hashing { inner: BufWriter::new(File::create(&tmp)?), hasher: Sha256::new(), bytes: 0, failed: None };
+        let mut out = Hashing {
+            inner: BufWriter::new(File::create(&tmp)?),
+            hasher: Sha256::new(),
+            bytes: 0,
+            failed: None,
+        };
         // An encoder reports a failed write as its own error: report the OS error instead.
         write(&mut out).map_err(|e| out.failed.take().unwrap_or(e))?;
         let file = out.inner.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok(ManifestFile { name: name.clone(), bytes: out.bytes, sha256: hex(&out.hasher.finalize()) })
+        Ok(ManifestFile {
+            name: name.clone(),
+            bytes: out.bytes,
+            sha256: hex(&out.hasher.finalize()),
+        })
     })();
     let file = match written {
         Ok(file) => file,
@@ -190,7 +220,13 @@ pub fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// opened, as on Windows).
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     match File::open(dir) {
-        Ok(d) => d.sync_all().or_else(|e| if e.kind() == std::io::ErrorKind::InvalidInput { Ok(()) } else { Err(e) }),
+        Ok(d) => d.sync_all().or_else(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }),
         Err(_) => Ok(()),
     }
 }
@@ -232,7 +268,9 @@ fn record_name(name: &str) -> Option<(&'static str, usize)> {
 /// The epoch a checkpoint-directory entry belongs to (records, manifests, temporaries).
 fn entry_epoch(name: &str) -> Option<usize> {
     let name = name.strip_suffix(".tmp").unwrap_or(name);
-    record_name(name).map(|(_, e)| e).or_else(|| name.strip_prefix("manifest-")?.strip_suffix(".json")?.parse().ok())
+    record_name(name)
+        .map(|(_, e)| e)
+        .or_else(|| name.strip_prefix("manifest-")?.strip_suffix(".json")?.parse().ok())
 }
 
 fn manifest_epochs(dir: &Path) -> Vec<usize> {
@@ -240,7 +278,9 @@ fn manifest_epochs(dir: &Path) -> Vec<usize> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("manifest-")?.strip_suffix(".json")?.parse().ok())
+        .filter_map(|e| {
+            e.file_name().to_str()?.strip_prefix("manifest-")?.strip_suffix(".json")?.parse().ok()
+        })
         .collect();
     epochs.sort_unstable();
     epochs
@@ -258,7 +298,10 @@ fn remove_old_checkpoints(dir: &Path, keep: usize) -> std::io::Result<()> {
 }
 
 fn remove_epochs(dir: &Path, doomed: impl Fn(usize) -> bool) -> std::io::Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| entry_epoch(n).is_some_and(&doomed)).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| entry_epoch(n).is_some_and(&doomed))
+        .collect();
     names.sort_by_key(|n| !n.starts_with("manifest-"));
     for name in names {
         std::fs::remove_file(dir.join(name))?;
@@ -287,20 +330,34 @@ pub fn discard_after(out: &Path, epoch: usize) -> std::io::Result<()> {
 pub fn verify_checkpoint(out: &Path, epoch: usize, hashes: bool) -> Result<Manifest, String> {
     let dir = out.join("checkpoint");
     let path = dir.join(format!("manifest-{epoch}.json"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (checkpoint {epoch} is incomplete)", path.display()))?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (checkpoint {epoch} is incomplete)", path.display()))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     for kind in RECORDS {
         let name = format!("{kind}-{epoch}.{EXTENSION}");
-        let listed = manifest.files.iter().find(|f| f.name == name).ok_or_else(|| format!("{} does not list {name}", path.display()))?;
+        let listed = manifest
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("{} does not list {name}", path.display()))?;
         let file = dir.join(&name);
         let bytes = std::fs::metadata(&file).map_err(|e| format!("{}: {e}", file.display()))?.len();
         if bytes != listed.bytes {
-            return Err(format!("{}: {bytes} bytes, the manifest says {}", file.display(), listed.bytes));
+            return Err(format!(
+                "{}: {bytes} bytes, the manifest says {}",
+                file.display(),
+                listed.bytes
+            ));
         }
         if hashes {
             let sha256 = sha256_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             if sha256 != listed.sha256 {
-                return Err(format!("{}: SHA-256 {sha256} differs from the manifest's {}", file.display(), listed.sha256));
+                return Err(format!(
+                    "{}: SHA-256 {sha256} differs from the manifest's {}",
+                    file.display(),
+                    listed.sha256
+                ));
             }
         }
     }
@@ -322,7 +379,11 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// The last epoch with a manifest whose files have the listed sizes (0 if none).
 pub fn latest_checkpoint(out: &Path) -> usize {
-    manifest_epochs(&out.join("checkpoint")).into_iter().rev().find(|&e| verify_checkpoint(out, e, false).is_ok()).unwrap_or(0)
+    manifest_epochs(&out.join("checkpoint"))
+        .into_iter()
+        .rev()
+        .find(|&e| verify_checkpoint(out, e, false).is_ok())
+        .unwrap_or(0)
 }
 
 /// The last epoch whose files match their manifest, hashes included (0 if none); each
@@ -343,15 +404,25 @@ pub fn verified_checkpoint(out: &Path) -> usize {
 /// whose only saved field is the student). The checkpoint must match its manifest.
 ///
 /// [`Distiller`]: crate::step::Distiller
-pub fn load_checkpoint_student<B: Backend>(out: &Path, epoch: usize, device: &B::Device) -> Result<Transformer<B>, TrainError> {
+pub fn load_checkpoint_student<B: Backend>(
+    out: &Path,
+    epoch: usize,
+    device: &B::Device,
+) -> Result<Transformer<B>, TrainError> {
     let config_path = out.join("config.json");
-    let io = |path: &Path, message: String| TrainError::Io { path: path.display().to_string(), message };
-    let text = std::fs::read_to_string(&config_path).map_err(|e| io(&config_path, e.to_string()))?;
-    let config: TrainConfig = serde_json::from_str(&text).map_err(|e| io(&config_path, format!("not a run's config: {e}")))?;
+    let io =
+        |path: &Path, message: String| TrainError::Io { path: path.display().to_string(), message };
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| io(&config_path, e.to_string()))?;
+    let config: TrainConfig = serde_json::from_str(&text)
+        .map_err(|e| io(&config_path, format!("not a run's config: {e}")))?;
     verify_checkpoint(out, epoch, true).map_err(TrainError::Checkpoint)?;
     let (student, _tokenizer) = initial_student::<B>(&config, device)?;
     let path = out.join("checkpoint").join(format!("model-{epoch}"));
-    let record: DistillerRecord<B> = Recorder::<B>::load(&AtomicRecorder::default(), path.clone(), device).map_err(|e| io(&path.with_extension(EXTENSION), format!("cannot read checkpoint {epoch}: {e}")))?;
+    let record: DistillerRecord<B> =
+        Recorder::<B>::load(&AtomicRecorder::default(), path.clone(), device).map_err(|e| {
+            io(&path.with_extension(EXTENSION), format!("cannot read checkpoint {epoch}: {e}"))
+        })?;
     Ok(student.load_record(record.student))
 }
 
@@ -362,7 +433,11 @@ pub fn load_checkpoint_student<B: Backend>(out: &Path, epoch: usize, device: &B:
 pub struct SaveEveryEpoch;
 
 impl burn::train::checkpoint::CheckpointingStrategy for SaveEveryEpoch {
-    fn checkpointing(&mut self, _epoch: usize, _store: &burn::train::metric::store::EventStoreClient) -> Vec<burn::train::checkpoint::CheckpointingAction> {
+    fn checkpointing(
+        &mut self,
+        _epoch: usize,
+        _store: &burn::train::metric::store::EventStoreClient,
+    ) -> Vec<burn::train::checkpoint::CheckpointingAction> {
         vec![burn::train::checkpoint::CheckpointingAction::Save]
     }
 }
@@ -379,13 +454,23 @@ mod tests {
     }
 
     fn recorder(keep: usize) -> AtomicRecorder {
-        AtomicRecorder::for_run(&TrainConfig { checkpoint_every: 5, steps: 12, keep_checkpoints: keep, ..TrainConfig::default() })
+        AtomicRecorder::for_run(&TrainConfig {
+            checkpoint_every: 5,
+            steps: 12,
+            keep_checkpoints: keep,
+            ..TrainConfig::default()
+        })
     }
 
     fn save_epoch(recorder: &AtomicRecorder, out: &Path, epoch: usize, kinds: &[&str]) {
         for kind in kinds {
             let item = vec![epoch as u32; 100];
-            Recorder::<burn::backend::NdArray>::save_item(recorder, item, out.join("checkpoint").join(format!("{kind}-{epoch}"))).unwrap();
+            Recorder::<burn::backend::NdArray>::save_item(
+                recorder,
+                item,
+                out.join("checkpoint").join(format!("{kind}-{epoch}")),
+            )
+            .unwrap();
         }
     }
 
@@ -401,10 +486,21 @@ mod tests {
         let manifest = verify_checkpoint(&out, 2, true).unwrap();
         assert_eq!((manifest.epoch, manifest.step, manifest.files.len()), (2, 10, 3));
         save_epoch(&recorder, &out, 3, &RECORDS);
-        assert_eq!(verify_checkpoint(&out, 3, false).unwrap().step, 12, "the last epoch is shorter");
-        let loaded: Vec<u32> = Recorder::<burn::backend::NdArray>::load_item(&recorder, &mut out.join("checkpoint").join("optim-2")).unwrap();
+        assert_eq!(
+            verify_checkpoint(&out, 3, false).unwrap().step,
+            12,
+            "the last epoch is shorter"
+        );
+        let loaded: Vec<u32> = Recorder::<burn::backend::NdArray>::load_item(
+            &recorder,
+            &mut out.join("checkpoint").join("optim-2"),
+        )
+        .unwrap();
         assert_eq!(loaded, vec![2; 100]);
-        let names: Vec<String> = std::fs::read_dir(out.join("checkpoint")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let names: Vec<String> = std::fs::read_dir(out.join("checkpoint"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
     }
 

@@ -36,7 +36,10 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Rescale<'_, B> {
 
 /// The L2 norm of all of `module`'s gradients in `grads` taken together (on the device);
 /// `None` when there are none.
-pub fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> Option<Tensor<B::InnerBackend, 1>> {
+pub fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &GradientsParams,
+) -> Option<Tensor<B::InnerBackend, 1>> {
     let mut norms = SquaredNorms::<B> { grads, parts: vec![] };
     module.visit(&mut norms);
     (!norms.parts.is_empty()).then(|| Tensor::cat(norms.parts, 0).sum().sqrt())
@@ -74,8 +77,18 @@ mod tests {
         let (clipped, norm) = clip_global_norm::<B, _>(&layer, grads, 1.0);
         let norm = norm.unwrap().into_scalar();
         assert!(norm > 1.0);
-        let w = clipped.get::<NdArray<f32>, 2>(layer.weight.id).unwrap().square().sum().into_scalar();
-        let b = clipped.get::<NdArray<f32>, 1>(layer.bias.as_ref().unwrap().id).unwrap().square().sum().into_scalar();
-        assert!(((w + b).sqrt() - 1.0).abs() < 1e-4, "global norm after clipping: {}", (w + b).sqrt());
+        let w =
+            clipped.get::<NdArray<f32>, 2>(layer.weight.id).unwrap().square().sum().into_scalar();
+        let b = clipped
+            .get::<NdArray<f32>, 1>(layer.bias.as_ref().unwrap().id)
+            .unwrap()
+            .square()
+            .sum()
+            .into_scalar();
+        assert!(
+            ((w + b).sqrt() - 1.0).abs() < 1e-4,
+            "global norm after clipping: {}",
+            (w + b).sqrt()
+        );
     }
 }

@@ -74,7 +74,9 @@ pub struct FaultInjection {
 impl PartialEq for FaultInjection {
     /// Hooks compare by presence (function addresses are not meaningful).
     fn eq(&self, other: &Self) -> bool {
-        self.nan_loss_at == other.nan_loss_at && self.nan_grads_at == other.nan_grads_at && self.before_rename.is_some() == other.before_rename.is_some()
+        self.nan_loss_at == other.nan_loss_at
+            && self.nan_grads_at == other.nan_grads_at
+            && self.before_rename.is_some() == other.before_rename.is_some()
     }
 }
 
@@ -139,8 +141,10 @@ pub enum ConfigFileError {
 impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigFileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::File { path: shown.clone(), message: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| ConfigFileError::File { path: shown, message: e.to_string() })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigFileError::File { path: shown.clone(), message: e.to_string() })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigFileError::File { path: shown, message: e.to_string() })
     }
 
     pub fn divergence(&self) -> Divergence {
@@ -191,21 +195,40 @@ impl TrainConfig {
             return bad("temperature", format!("{} must be ≥ 0", self.temperature));
         }
         if self.top_k_logits == Some(0) {
-            return bad("top_k_logits", "must be at least 1 (omit it for the full vocabulary)".into());
+            return bad(
+                "top_k_logits",
+                "must be at least 1 (omit it for the full vocabulary)".into(),
+            );
         }
         if self.top_k_logits.is_some() && self.divergence != DivergenceName::ForwardKl {
             return bad("top_k_logits", "teacher top-k is only defined for forward KL".into());
         }
         if !(self.lr > 0.0 && self.lr <= 1.0 && self.final_lr > 0.0 && self.final_lr <= self.lr) {
-            return bad("lr", format!("need 0 < final_lr ({}) ≤ lr ({}) ≤ 1", self.final_lr, self.lr));
+            return bad(
+                "lr",
+                format!("need 0 < final_lr ({}) ≤ lr ({}) ≤ 1", self.final_lr, self.lr),
+            );
         }
-        for (field, value) in [("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("steps", self.steps), ("checkpoint_every", self.checkpoint_every), ("rollout_len_max", self.rollout_len_max), ("max_bad_steps", self.max_bad_steps)] {
+        for (field, value) in [
+            ("batch_size", self.batch_size),
+            ("grad_accum", self.grad_accum),
+            ("steps", self.steps),
+            ("checkpoint_every", self.checkpoint_every),
+            ("rollout_len_max", self.rollout_len_max),
+            ("max_bad_steps", self.max_bad_steps),
+        ] {
             if value == 0 {
                 return bad(field, "must be at least 1".into());
             }
         }
         if self.rollout_len_min == 0 || self.rollout_len_min > self.rollout_len_max {
-            return bad("rollout_len_min", format!("need 1 ≤ rollout_len_min ({}) ≤ rollout_len_max ({})", self.rollout_len_min, self.rollout_len_max));
+            return bad(
+                "rollout_len_min",
+                format!(
+                    "need 1 ≤ rollout_len_min ({}) ≤ rollout_len_max ({})",
+                    self.rollout_len_min, self.rollout_len_max
+                ),
+            );
         }
         if !(self.max_grad_norm > 0.0) {
             return bad("max_grad_norm", "must be positive".into());
@@ -220,7 +243,10 @@ mod tests {
 
     #[test]
     fn toml_overrides_defaults_and_rejects_unknown_keys() {
-        let config: TrainConfig = toml::from_str("teacher = \"t.gguf\"\nprompts = \"p.jsonl\"\nobjective = \"bd3lm\"\nblock_size = 8\n").unwrap();
+        let config: TrainConfig = toml::from_str(
+            "teacher = \"t.gguf\"\nprompts = \"p.jsonl\"\nobjective = \"bd3lm\"\nblock_size = 8\n",
+        )
+        .unwrap();
         assert_eq!(config.objective, Objective::Bd3lm);
         assert_eq!(config.block_size, 8);
         assert_eq!(config.lr, TrainConfig::default().lr);
@@ -234,11 +260,19 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_named() {
-        let base = TrainConfig { teacher: "t".into(), prompts: "p".into(), ..TrainConfig::default() };
+        let base =
+            TrainConfig { teacher: "t".into(), prompts: "p".into(), ..TrainConfig::default() };
         let cases = [
             (TrainConfig { threshold: 1.5, ..base.clone() }, "threshold"),
             (TrainConfig { block_size: 0, ..base.clone() }, "block_size"),
-            (TrainConfig { top_k_logits: Some(16), divergence: DivergenceName::Jsd, ..base.clone() }, "top_k_logits"),
+            (
+                TrainConfig {
+                    top_k_logits: Some(16),
+                    divergence: DivergenceName::Jsd,
+                    ..base.clone()
+                },
+                "top_k_logits",
+            ),
             (TrainConfig { rollout_len_min: 500, ..base.clone() }, "rollout_len_min"),
             (TrainConfig { max_bad_steps: 0, ..base.clone() }, "max_bad_steps"),
         ];

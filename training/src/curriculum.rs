@@ -32,7 +32,9 @@ impl Curriculum {
         let span = (self.max_len - self.min_len) as f64;
         let extra = match self.shape {
             RampShape::Linear => (progress * span).floor(),
-            RampShape::Cosine => (span * (1.0 - (std::f64::consts::FRAC_PI_2 * progress).cos())).round(),
+            RampShape::Cosine => {
+                (span * (1.0 - (std::f64::consts::FRAC_PI_2 * progress).cos())).round()
+            }
         };
         (self.min_len + extra as usize).min(self.max_len)
     }
@@ -52,10 +54,14 @@ mod tests {
             let lens: Vec<usize> = (0..=10).map(|s| c.max_len_at(s)).collect();
             assert!(lens.windows(2).all(|w| w[0] <= w[1]), "{lens:?}");
         }
-        let linear = Curriculum { min_len: 100, max_len: 4000, ramp_steps: 10, shape: RampShape::Linear };
+        let linear =
+            Curriculum { min_len: 100, max_len: 4000, ramp_steps: 10, shape: RampShape::Linear };
         assert_eq!(linear.max_len_at(5), 2050);
         // Cosine starts slower than linear: 1 - cos(pi/4) = 0.2929
         let cosine = Curriculum { shape: RampShape::Cosine, ..linear };
-        assert_eq!(cosine.max_len_at(5), 100 + (3900.0f64 * (1.0 - std::f64::consts::FRAC_PI_4.cos())).round() as usize);
+        assert_eq!(
+            cosine.max_len_at(5),
+            100 + (3900.0f64 * (1.0 - std::f64::consts::FRAC_PI_4.cos())).round() as usize
+        );
     }
 }

@@ -10,8 +10,8 @@ use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::prelude::Backend;
 use opdlm_inference::prompts::read_prompt_lines;
 use opdlm_model::TextTokenizer;
-use rand::seq::SliceRandom;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::config::TrainConfig;
@@ -32,7 +32,12 @@ pub struct PromptBatch {
 /// token). Every example must fit the teacher's `context`: prompt + `rollout_len_max`
 /// generated tokens, or prompt + answer for the dataset objective (which needs answers).
 /// Errors name the file and line.
-pub fn load_prompts(config: &TrainConfig, tokenizer: &TextTokenizer, stop: Option<u32>, context: usize) -> Result<Vec<PromptItem>, String> {
+pub fn load_prompts(
+    config: &TrainConfig,
+    tokenizer: &TextTokenizer,
+    stop: Option<u32>,
+    context: usize,
+) -> Result<Vec<PromptItem>, String> {
     let path = &config.prompts;
     let records = read_prompt_lines(path).map_err(|e| e.to_string())?;
     let from_dataset = config.objective.response_source() == ResponseSource::Dataset;
@@ -83,7 +88,14 @@ pub struct StepLoader {
 }
 
 impl StepLoader {
-    pub fn new(items: Vec<PromptItem>, batch_size: usize, steps_per_epoch: usize, total_steps: usize, seed: u64, resume_epoch: usize) -> Self {
+    pub fn new(
+        items: Vec<PromptItem>,
+        batch_size: usize,
+        steps_per_epoch: usize,
+        total_steps: usize,
+        seed: u64,
+        resume_epoch: usize,
+    ) -> Self {
         Self {
             items: Arc::new(items),
             batch_size,
@@ -103,11 +115,17 @@ impl StepLoader {
                 let index = step * self.batch_size + i;
                 let (pass, offset) = (index / n, index % n);
                 let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut StdRng::seed_from_u64(self.seed ^ (pass as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                order.shuffle(&mut StdRng::seed_from_u64(
+                    self.seed ^ (pass as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
                 self.items[order[offset]].clone()
             })
             .collect();
-        PromptBatch { step, items, seed: self.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)) }
+        PromptBatch {
+            step,
+            items,
+            seed: self.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+        }
     }
 }
 
@@ -194,7 +212,8 @@ mod tests {
         assert_eq!(a.batch(4).items, b.batch(4).items);
         assert_eq!(a.batch(4).seed, b.batch(4).seed);
         // Steps 0..2 hold indices 0..4 and 4..5 of pass 0: every prompt once in the pass.
-        let mut seen: Vec<u32> = (0..2).flat_map(|s| a.batch(s).items).map(|i| i.prompt[0]).collect();
+        let mut seen: Vec<u32> =
+            (0..2).flat_map(|s| a.batch(s).items).map(|i| i.prompt[0]).collect();
         seen.push(a.batch(2).items[0].prompt[0]);
         seen.sort();
         assert_eq!(seen, vec![0, 1, 2, 3, 4]);
@@ -203,7 +222,8 @@ mod tests {
     #[test]
     fn resumed_loader_continues_at_its_epoch() {
         let loader = StepLoader::new(items(4), 1, 3, 8, 0, 2);
-        let steps: Vec<usize> = DataLoader::<burn::backend::NdArray, _>::iter(&loader).map(|b| b.step).collect();
+        let steps: Vec<usize> =
+            DataLoader::<burn::backend::NdArray, _>::iter(&loader).map(|b| b.step).collect();
         assert_eq!(steps, vec![6, 7]);
     }
 }

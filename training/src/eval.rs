@@ -34,15 +34,21 @@ pub struct EvalItem {
 
 impl EvalItem {
     pub fn from_problem(problem: &Problem) -> Self {
-        let task = Task::of_prompt(&problem.prompt).expect("built-in problems carry their task's prefix");
-        Self { prompt: problem.prompt.clone(), answer: problem.answer.clone(), check: AnswerCheck::Task(task) }
+        let task =
+            Task::of_prompt(&problem.prompt).expect("built-in problems carry their task's prefix");
+        Self {
+            prompt: problem.prompt.clone(),
+            answer: problem.answer.clone(),
+            check: AnswerCheck::Task(task),
+        }
     }
 
     pub fn is_correct(&self, output: &str) -> bool {
         match self.check {
             AnswerCheck::Task(task) => task.is_correct(output, &self.answer),
             AnswerCheck::LastNumber => {
-                let reference = self.answer.rsplit_once("####").map_or(self.answer.as_str(), |(_, r)| r);
+                let reference =
+                    self.answer.rsplit_once("####").map_or(self.answer.as_str(), |(_, r)| r);
                 match (last_number(output), last_number(reference)) {
                     (Some(got), Some(want)) => got == want,
                     _ => false,
@@ -57,7 +63,10 @@ pub fn last_number(text: &str) -> Option<String> {
     let mut numbers = Vec::new();
     let mut current = String::new();
     for c in text.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() || (c == '-' && current.is_empty()) || (c == '.' && !current.is_empty()) {
+        if c.is_ascii_digit()
+            || (c == '-' && current.is_empty())
+            || (c == '.' && !current.is_empty())
+        {
             current.push(c);
         } else if c == ',' && !current.is_empty() {
             // Thousands separator: "1,234" is one number.
@@ -111,7 +120,12 @@ impl DecodeMode {
         }
     }
 
-    fn decode_config(self, block_size: usize, max_new_tokens: usize, stop_tokens: Vec<u32>) -> DecodeConfig {
+    fn decode_config(
+        self,
+        block_size: usize,
+        max_new_tokens: usize,
+        stop_tokens: Vec<u32>,
+    ) -> DecodeConfig {
         let (block, rule) = match self {
             DecodeMode::Ar => (1, CommitRule::Static),
             DecodeMode::Static => (block_size, CommitRule::Static),
@@ -171,18 +185,26 @@ pub fn evaluate<B: Backend>(
 ) -> Result<Vec<ModeResult>, String> {
     // An unconverted model is decoded with shifted logits: block size 1 is then exactly AR.
     let model = model.clone().into_diffusion(tokenizer.vocab_size(), settings.block_size, true);
-    let prompts: Vec<Vec<u32>> = items.iter().map(|item| tokenizer.encode(&item.prompt).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    let prompts: Vec<Vec<u32>> = items
+        .iter()
+        .map(|item| tokenizer.encode(&item.prompt).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
     let mut results = Vec::new();
     for &mode in &settings.modes {
-        let config = mode.decode_config(settings.block_size, settings.max_new_tokens, stop_tokens.to_vec());
+        let config =
+            mode.decode_config(settings.block_size, settings.max_new_tokens, stop_tokens.to_vec());
         let (mut correct, mut tokens, mut steps, mut forwards) = (0, 0, 0, 0);
         let mut elapsed = Duration::ZERO;
         let (mut nll, mut scored) = (0.0, 0usize);
         let mut samples = Vec::new();
-        for (chunk_items, chunk_prompts) in items.chunks(settings.batch_size).zip(prompts.chunks(settings.batch_size)) {
-            let generation = generate(&model, chunk_prompts, &config, |_| {}).map_err(|e| e.to_string())?;
+        for (chunk_items, chunk_prompts) in
+            items.chunks(settings.batch_size).zip(prompts.chunks(settings.batch_size))
+        {
+            let generation =
+                generate(&model, chunk_prompts, &config, |_| {}).map_err(|e| e.to_string())?;
             elapsed += generation.stats.elapsed;
-            for ((item, prompt), row) in chunk_items.iter().zip(chunk_prompts).zip(&generation.rows) {
+            for ((item, prompt), row) in chunk_items.iter().zip(chunk_prompts).zip(&generation.rows)
+            {
                 let output = tokenizer.decode(row.text_tokens());
                 let ok = item.is_correct(&output);
                 correct += usize::from(ok);
@@ -220,21 +242,29 @@ pub fn evaluate<B: Backend>(
 
 /// Summed negative log-likelihood of `continuation` after `prompt` under `teacher`
 /// (causal attention, logits at position i predict token i + 1).
-pub fn sequence_nll<B: Backend>(teacher: &Transformer<B>, prompt: &[u32], continuation: &[u32]) -> f64 {
+pub fn sequence_nll<B: Backend>(
+    teacher: &Transformer<B>,
+    prompt: &[u32],
+    continuation: &[u32],
+) -> f64 {
     if continuation.is_empty() {
         return 0.0;
     }
     let device = teacher.devices().into_iter().next().expect("model has a device");
     let ids: Vec<i64> = prompt.iter().chain(continuation).map(|&t| i64::from(t)).collect();
     let len = ids.len();
-    let tokens = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [len]), &device).unsqueeze::<2>();
-    let logits = teacher.forward(tokens, &Layout::contiguous(AttentionMode::Causal, 1, 0, len, &device));
+    let tokens =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [len]), &device).unsqueeze::<2>();
+    let logits =
+        teacher.forward(tokens, &Layout::contiguous(AttentionMode::Causal, 1, 0, len, &device));
     let vocab = logits.dims()[2];
     let start = prompt.len() - 1;
-    let predicted = logits.slice([0..1, start..len - 1, 0..vocab]).reshape([continuation.len(), vocab]);
+    let predicted =
+        logits.slice([0..1, start..len - 1, 0..vocab]).reshape([continuation.len(), vocab]);
     let log_probs = log_softmax(predicted, 1);
     let targets: Vec<i64> = continuation.iter().map(|&t| i64::from(t)).collect();
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [continuation.len()]), &device);
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [continuation.len()]), &device);
     let picked = log_probs.gather(1, targets.unsqueeze_dim(1));
     -picked.sum().into_scalar().elem::<f64>()
 }
@@ -246,7 +276,15 @@ pub fn markdown_table(results: &[ModeResult]) -> String {
         let ppl = r.generative_perplexity.map_or("–".into(), |p| format!("{p:.3}"));
         out += &format!(
             "| {} | {} | {:.1}% ({}/{}) | {:.2} | {:.2} | {:.1} | {} |\n",
-            r.mode, r.block_size, 100.0 * r.accuracy, r.correct, r.total, r.tokens_per_step, r.tokens_per_forward, r.tokens_per_second, ppl
+            r.mode,
+            r.block_size,
+            100.0 * r.accuracy,
+            r.correct,
+            r.total,
+            r.tokens_per_step,
+            r.tokens_per_forward,
+            r.tokens_per_second,
+            ppl
         );
     }
     out
@@ -259,7 +297,10 @@ mod tests {
 
     struct Zero;
     impl<B: Backend> burn::module::ModuleMapper<B> for Zero {
-        fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<B, D>>) -> burn::module::Param<Tensor<B, D>> {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<B, D>>,
+        ) -> burn::module::Param<Tensor<B, D>> {
             let (id, tensor, mapper) = param.consume();
             burn::module::Param::from_mapped_value(id, tensor.zeros_like(), mapper)
         }
@@ -271,7 +312,11 @@ mod tests {
         assert_eq!(last_number("It costs $18.00 in total"), Some("18".into()));
         assert_eq!(last_number("-5 then 3.5"), Some("3.5".into()));
         assert_eq!(last_number("no digits"), None);
-        let item = EvalItem { prompt: "q".into(), answer: "She pays 9 * 2 = 18 dollars.\n#### 18".into(), check: AnswerCheck::LastNumber };
+        let item = EvalItem {
+            prompt: "q".into(),
+            answer: "She pays 9 * 2 = 18 dollars.\n#### 18".into(),
+            check: AnswerCheck::LastNumber,
+        };
         assert!(item.is_correct("The answer is 18."));
         assert!(!item.is_correct("The answer is 2."));
     }
@@ -282,7 +327,14 @@ mod tests {
     fn generative_perplexity_of_a_uniform_model_is_the_vocabulary_size() {
         type B = NdArray<f32>;
         let device = Default::default();
-        let config = crate::pretrain::TeacherShape { hidden: 8, layers: 1, heads: 2, kv_heads: 1, intermediate: 16 }.model_config(12, 64);
+        let config = crate::pretrain::TeacherShape {
+            hidden: 8,
+            layers: 1,
+            heads: 2,
+            kv_heads: 1,
+            intermediate: 16,
+        }
+        .model_config(12, 64);
         let model = Transformer::<B>::new(&config, &device);
         let model = model.map(&mut Zero);
         let nll = sequence_nll(&model, &[1, 2, 3], &[4, 5]);

@@ -34,7 +34,11 @@ pub const FRACTIONS: [f64; 3] = [0.5, 0.8, 0.95];
 
 /// The Markdown report: tokens-to-reach table with ratios to `bd3lm`, and the final
 /// static vs dynamic accuracies (the paper's Table 11 point).
-pub fn markdown_report(curves: &[ObjectiveCurve], teacher_accuracy: f64, dynamic_threshold: f32) -> String {
+pub fn markdown_report(
+    curves: &[ObjectiveCurve],
+    teacher_accuracy: f64,
+    dynamic_threshold: f32,
+) -> String {
     let baseline = curves.iter().find(|c| c.objective == "bd3lm");
     let mut out = format!("Teacher accuracy (greedy AR): **{:.1}%**. A budget counts as reaching a level at the first evaluated checkpoint whose *static* accuracy is at least that fraction of the teacher's.\n\n", 100.0 * teacher_accuracy);
     out += "| objective |";
@@ -54,12 +58,20 @@ pub fn markdown_report(curves: &[ObjectiveCurve], teacher_accuracy: f64, dynamic
                 // bd3lm would need more than its whole budget, so the ratio is below
                 // this objective's tokens over that budget.
                 (Some(t), None) => match baseline.and_then(|b| b.points.last()) {
-                    Some(last) => format!("< {:.2}× (bd3lm not reached in {:.0})", t / last.tokens, last.tokens),
+                    Some(last) => format!(
+                        "< {:.2}× (bd3lm not reached in {:.0})",
+                        t / last.tokens,
+                        last.tokens
+                    ),
                     None => "no bd3lm run".into(),
                 },
                 (None, _) => "–".into(),
             };
-            out += &format!(" {} | {} |", tokens.map_or("not reached".into(), |t| format!("{t:.0}")), ratio);
+            out += &format!(
+                " {} | {} |",
+                tokens.map_or("not reached".into(), |t| format!("{t:.0}")),
+                ratio
+            );
         }
         out += "\n";
     }
@@ -104,7 +116,13 @@ mod tests {
             points: points
                 .iter()
                 .enumerate()
-                .map(|(i, &(tokens, acc))| BudgetPoint { step: i, tokens, static_accuracy: acc, dynamic_accuracy: acc, dynamic_tokens_per_step: 1.0 })
+                .map(|(i, &(tokens, acc))| BudgetPoint {
+                    step: i,
+                    tokens,
+                    static_accuracy: acc,
+                    dynamic_accuracy: acc,
+                    dynamic_tokens_per_step: 1.0,
+                })
                 .collect(),
         }
     }
@@ -123,6 +141,9 @@ mod tests {
         // A level bd3lm never reaches: a bound from its whole budget (800 tokens).
         let slow = curve("bd3lm", &[(100.0, 0.1), (800.0, 0.3)]);
         let report = markdown_report(&[opdlm, slow], 0.8, 0.9);
-        assert!(report.contains("| opdlm | 200 | < 0.25× (bd3lm not reached in 800) |"), "{report}");
+        assert!(
+            report.contains("| opdlm | 200 | < 0.25× (bd3lm not reached in 800) |"),
+            "{report}"
+        );
     }
 }

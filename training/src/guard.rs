@@ -25,7 +25,10 @@ pub struct NumericGuard {
 
 impl std::fmt::Debug for NumericGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NumericGuard").field("max_bad", &self.max_bad).field("in_row", &self.in_row).finish_non_exhaustive()
+        f.debug_struct("NumericGuard")
+            .field("max_bad", &self.max_bad)
+            .field("in_row", &self.in_row)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +112,10 @@ mod tests {
         assert!(guard.check(4, f64::INFINITY, f64::NAN) && guard.skip_update());
         assert!(interrupter.should_stop());
         let message = guard.stopped().unwrap();
-        assert!(message.contains("2 optimizer steps in a row") && message.contains("step 4"), "{message}");
+        assert!(
+            message.contains("2 optimizer steps in a row") && message.contains("step 4"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -119,6 +125,9 @@ mod tests {
         assert!(!guard.check(0, 1.0, 1.0) && guard.check(1, f64::NAN, 1.0) && guard.skip_update());
         assert!(!guard.check(2, 1.0, 1.0) && !guard.check(3, 1.0, 1.0) && !guard.skip_update());
         assert!(guard.check(4, f64::NAN, 1.0), "the epoch's last, dropped micro-batch");
-        assert!(!guard.check(5, 1.0, 1.0) && !guard.check(6, 1.0, 1.0) && !guard.skip_update(), "step 4 must not skip the next group");
+        assert!(
+            !guard.check(5, 1.0, 1.0) && !guard.check(6, 1.0, 1.0) && !guard.skip_update(),
+            "step 4 must not skip the next group"
+        );
     }
 }

@@ -2,16 +2,16 @@
 //! block-diffusion student (OPDLM), and the paper's baselines, trained through
 //! burn-train's `Learner`.
 
-pub mod checkpoint;
 pub mod builtin;
+pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod curriculum;
 pub mod data;
 pub mod eval;
 pub mod example;
-pub mod guard;
 pub mod experiment;
+pub mod guard;
 pub mod metrics;
 pub mod objective;
 pub mod plot;

@@ -7,8 +7,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
-use burn::train::metric::{Metric, MetricAttributes, MetricDefinition, MetricId, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry, SerializedEntry};
-use burn::train::renderer::{EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining, ProgressType, TrainingProgress};
+use burn::train::metric::{
+    Metric, MetricAttributes, MetricDefinition, MetricId, MetricMetadata, MetricName, Numeric,
+    NumericAttributes, NumericEntry, SerializedEntry,
+};
+use burn::train::renderer::{
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining, ProgressType, TrainingProgress,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 
@@ -41,7 +47,11 @@ impl Metric for ScalarMetric {
 
     fn update(&mut self, item: &StepOutput, _metadata: &MetricMetadata) -> SerializedEntry {
         let value = (self.pick)(item);
-        self.state.update(value, item.batch_size.max(1), FormatOptions::new(self.name()).precision(4))
+        self.state.update(
+            value,
+            item.batch_size.max(1),
+            FormatOptions::new(self.name()).precision(4),
+        )
     }
 
     fn clear(&mut self) {
@@ -91,7 +101,10 @@ impl StepRenderer {
     /// an epoch that was interrupted before its checkpoint, are dropped).
     pub fn new(dir: &Path, first_step: usize, total_steps: usize) -> std::io::Result<Self> {
         let log = dir.join("metrics.jsonl");
-        let kept: Vec<serde_json::Value> = read_log(&log).into_iter().filter(|v| v["step"].as_u64().is_some_and(|s| (s as usize) < first_step)).collect();
+        let kept: Vec<serde_json::Value> = read_log(&log)
+            .into_iter()
+            .filter(|v| v["step"].as_u64().is_some_and(|s| (s as usize) < first_step))
+            .collect();
         let total = |key: &str| kept.last().and_then(|v| v[key].as_f64()).unwrap_or(0.0);
         let (tokens_total, skipped_total) = (total("tokens_total"), total("skipped_total"));
         let mut file = std::fs::File::create(&log)?;
@@ -99,9 +112,22 @@ impl StepRenderer {
             writeln!(file, "{line}")?;
         }
         let bar = ProgressBar::new(total_steps as u64);
-        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
         bar.set_position(first_step as u64);
-        Ok(Self { names: HashMap::new(), current: vec![], log, bar, tokens_total, skipped_total, step: first_step })
+        Ok(Self {
+            names: HashMap::new(),
+            current: vec![],
+            log,
+            bar,
+            tokens_total,
+            skipped_total,
+            step: first_step,
+        })
     }
 }
 
@@ -122,7 +148,11 @@ impl MetricsRendererTraining for StepRenderer {
 
     fn update_valid(&mut self, _state: MetricState) {}
 
-    fn render_train(&mut self, _progress: TrainingProgress, _progress_indicators: Vec<ProgressType>) {
+    fn render_train(
+        &mut self,
+        _progress: TrainingProgress,
+        _progress_indicators: Vec<ProgressType>,
+    ) {
         let mut line = serde_json::Map::new();
         line.insert("step".into(), self.step.into());
         for (name, value) in self.current.drain(..) {
@@ -151,7 +181,12 @@ impl MetricsRendererTraining for StepRenderer {
         self.step += 1;
     }
 
-    fn render_valid(&mut self, _progress: TrainingProgress, _progress_indicators: Vec<ProgressType>) {}
+    fn render_valid(
+        &mut self,
+        _progress: TrainingProgress,
+        _progress_indicators: Vec<ProgressType>,
+    ) {
+    }
 }
 
 impl MetricsRendererEvaluation for StepRenderer {

@@ -82,7 +82,8 @@ pub fn log_probs<B: Backend>(logits: Tensor<B, 2>, vocab: usize, mask_id: u32) -
     };
     let mut never = vec![false; vocab];
     never[mask_id as usize] = true;
-    let never = Tensor::<B, 1, Bool>::from_data(burn::tensor::TensorData::new(never, [vocab]), &device);
+    let never =
+        Tensor::<B, 1, Bool>::from_data(burn::tensor::TensorData::new(never, [vocab]), &device);
     log_softmax(logits.mask_fill(never.unsqueeze::<2>().expand([n, vocab]), NEVER), 1)
 }
 
@@ -104,7 +105,8 @@ pub fn divergence<B: Backend>(
         (Divergence::ForwardKl, None) => kl(teacher, student),
         (Divergence::ReverseKl, _) => kl(student, teacher),
         (Divergence::Jsd, _) => {
-            let mixture = ((teacher.clone().exp() + student.clone().exp()) * 0.5).clamp_min(1e-30).log();
+            let mixture =
+                ((teacher.clone().exp() + student.clone().exp()) * 0.5).clamp_min(1e-30).log();
             (kl(teacher, mixture.clone()) + kl(student, mixture)) * 0.5
         }
     }
@@ -162,32 +164,42 @@ mod tests {
     #[test]
     fn losses_and_gradients_match_pytorch_to_1e_5() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/loss_reference.json");
-        let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let fixture: Fixture =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let vocab = fixture.student_logits[0].len();
         let n = fixture.weights.len();
         let device = Default::default();
         for (name, expected) in &fixture.losses {
             let student_logits = matrix(&fixture.student_logits).require_grad();
             let student = log_probs(student_logits.clone(), vocab, fixture.mask_id);
-            let teacher = log_probs(matrix(&fixture.teacher_logits).detach(), vocab, fixture.mask_id);
+            let teacher =
+                log_probs(matrix(&fixture.teacher_logits).detach(), vocab, fixture.mask_id);
             let per_slot = match name.as_str() {
                 "forward_kl" => divergence(teacher, student, Divergence::ForwardKl, None),
-                "forward_kl_topk" => divergence(teacher, student, Divergence::ForwardKl, Some(fixture.top_k)),
+                "forward_kl_topk" => {
+                    divergence(teacher, student, Divergence::ForwardKl, Some(fixture.top_k))
+                }
                 "reverse_kl" => divergence(teacher, student, Divergence::ReverseKl, None),
                 "jsd" => divergence(teacher, student, Divergence::Jsd, None),
-                "cross_entropy" => {
-                    cross_entropy(student, Tensor::from_data(TensorData::new(fixture.labels.clone(), [n]), &device))
-                }
+                "cross_entropy" => cross_entropy(
+                    student,
+                    Tensor::from_data(TensorData::new(fixture.labels.clone(), [n]), &device),
+                ),
                 other => panic!("unexpected loss {other}"),
             };
-            let weights = Tensor::<B, 1>::from_data(TensorData::new(fixture.weights.clone(), [n]), &device);
+            let weights =
+                Tensor::<B, 1>::from_data(TensorData::new(fixture.weights.clone(), [n]), &device);
             let loss = weighted_mean(per_slot.clone(), weights);
             let per_slot: Vec<f32> = per_slot.into_data().to_vec().unwrap();
             for (got, want) in per_slot.iter().zip(&expected.per_slot) {
                 assert!((got - want).abs() < 1e-5, "{name}: per-slot {got} vs {want}");
             }
             let value = loss.clone().into_scalar();
-            assert!((value - expected.loss).abs() < 1e-5, "{name}: loss {value} vs {}", expected.loss);
+            assert!(
+                (value - expected.loss).abs() < 1e-5,
+                "{name}: loss {value} vs {}",
+                expected.loss
+            );
             let grads = loss.backward();
             let grad: Vec<f32> = student_logits.grad(&grads).unwrap().into_data().to_vec().unwrap();
             let want: Vec<f32> = expected.grad.iter().flatten().copied().collect();

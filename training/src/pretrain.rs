@@ -75,7 +75,13 @@ impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
             out: PathBuf::from("runs/teacher"),
-            shape: TeacherShape { hidden: 128, layers: 4, heads: 4, kv_heads: 2, intermediate: 384 },
+            shape: TeacherShape {
+                hidden: 128,
+                layers: 4,
+                heads: 4,
+                kv_heads: 2,
+                intermediate: 384,
+            },
             steps: 1500,
             batch_size: 64,
             lr: 3e-3,
@@ -101,7 +107,11 @@ pub struct PretrainSummary {
 }
 
 /// Trains the teacher, reporting `(step, loss)` to `on_step`, and writes it to `config.out`.
-pub fn pretrain<B: AutodiffBackend>(config: &PretrainConfig, device: &B::Device, mut on_step: impl FnMut(usize, f64)) -> Result<PretrainSummary, String> {
+pub fn pretrain<B: AutodiffBackend>(
+    config: &PretrainConfig,
+    device: &B::Device,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<PretrainSummary, String> {
     let started = Instant::now();
     let tokenizer = task_tokenizer();
     // One spare embedding row: `into_diffusion` makes it the mask token.
@@ -113,7 +123,12 @@ pub fn pretrain<B: AutodiffBackend>(config: &PretrainConfig, device: &B::Device,
     let schedule = WarmupCosine::new(config.lr, config.final_lr, config.warmup, config.steps);
     let mut loss_value = f64::NAN;
     for step in 0..config.steps {
-        let batch = problems(&Task::ALL, Split::Train, config.batch_size, config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        let batch = problems(
+            &Task::ALL,
+            Split::Train,
+            config.batch_size,
+            config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64),
+        );
         let loss = answer_loss(&model, &tokenizer, &batch, device)?;
         loss_value = loss.clone().into_scalar().elem::<f64>();
         if !loss_value.is_finite() {
@@ -127,11 +142,22 @@ pub fn pretrain<B: AutodiffBackend>(config: &PretrainConfig, device: &B::Device,
     let model = model.valid();
     save_hf_dir(&model, &tokenizer, &config.out).map_err(|e| e.to_string())?;
     let accuracy = test_accuracy(&model, &tokenizer, config.eval_problems, config.seed)?;
-    Ok(PretrainSummary { out: config.out.clone(), parameters, final_loss: loss_value, seconds: started.elapsed().as_secs_f64(), accuracy })
+    Ok(PretrainSummary {
+        out: config.out.clone(),
+        parameters,
+        final_loss: loss_value,
+        seconds: started.elapsed().as_secs_f64(),
+        accuracy,
+    })
 }
 
 /// Mean next-token cross-entropy over the answer tokens (and the EOS) of a batch.
-fn answer_loss<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer, batch: &[crate::tasks::Problem], device: &B::Device) -> Result<Tensor<B, 1>, String> {
+fn answer_loss<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: &TextTokenizer,
+    batch: &[crate::tasks::Problem],
+    device: &B::Device,
+) -> Result<Tensor<B, 1>, String> {
     let eos = 0u32;
     let encoded: Vec<(Vec<u32>, usize)> = batch
         .iter()
@@ -159,22 +185,38 @@ fn answer_loss<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer, ba
         }
     }
     let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [rows, len]), device);
-    let logits = model.forward(inputs, &Layout::contiguous(AttentionMode::Causal, rows, 0, len, device));
+    let logits =
+        model.forward(inputs, &Layout::contiguous(AttentionMode::Causal, rows, 0, len, device));
     let vocab = logits.dims()[2];
     let logits = logits.slice([0..rows, 0..len - 1, 0..vocab]).reshape([rows * (len - 1), vocab]);
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows * (len - 1)]), device);
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows * (len - 1)]), device);
     let weights = Tensor::<B, 1>::from_data(TensorData::new(weights, [rows * (len - 1)]), device);
     let nll = log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1)).squeeze_dim::<1>(1).neg();
     Ok((nll * weights.clone()).sum() / weights.sum())
 }
 
 /// Greedy AR accuracy per task on `count` test problems.
-pub fn test_accuracy<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer, count: usize, seed: u64) -> Result<Vec<(Task, ModeResult)>, String> {
-    let settings = EvalSettings { block_size: 1, max_new_tokens: MAX_POSITIONS / 2, batch_size: 50, modes: vec![DecodeMode::Ar] };
+pub fn test_accuracy<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: &TextTokenizer,
+    count: usize,
+    seed: u64,
+) -> Result<Vec<(Task, ModeResult)>, String> {
+    let settings = EvalSettings {
+        block_size: 1,
+        max_new_tokens: MAX_POSITIONS / 2,
+        batch_size: 50,
+        modes: vec![DecodeMode::Ar],
+    };
     Task::ALL
         .into_iter()
         .map(|task| {
-            let items: Vec<EvalItem> = problems(&[task], Split::Test, count / Task::ALL.len(), seed).iter().map(EvalItem::from_problem).collect();
+            let items: Vec<EvalItem> =
+                problems(&[task], Split::Test, count / Task::ALL.len(), seed)
+                    .iter()
+                    .map(EvalItem::from_problem)
+                    .collect();
             let result = evaluate(model, tokenizer, None, &items, &settings, &[0], |_| {})?;
             Ok((task, result.into_iter().next().expect("one mode")))
         })
@@ -195,21 +237,35 @@ mod tests {
     #[test]
     fn pretraining_is_reproducible_from_the_seed_and_learns() {
         let run = |tag: &str| {
-            let out = std::env::temp_dir().join(format!("opdlm-pretrain-{tag}-{}", std::process::id()));
+            let out =
+                std::env::temp_dir().join(format!("opdlm-pretrain-{tag}-{}", std::process::id()));
             let config = PretrainConfig {
                 out: out.clone(),
-                shape: TeacherShape { hidden: 32, layers: 1, heads: 2, kv_heads: 1, intermediate: 64 },
+                shape: TeacherShape {
+                    hidden: 32,
+                    layers: 1,
+                    heads: 2,
+                    kv_heads: 1,
+                    intermediate: 64,
+                },
                 steps: 12,
                 batch_size: 8,
                 eval_problems: 4,
                 ..PretrainConfig::default()
             };
             let mut losses = Vec::new();
-            pretrain::<Autodiff<NdArray<f32>>>(&config, &Default::default(), |_, loss| losses.push(loss)).unwrap();
+            pretrain::<Autodiff<NdArray<f32>>>(&config, &Default::default(), |_, loss| {
+                losses.push(loss)
+            })
+            .unwrap();
             // Tensors by name: the file's header order is not part of the weights.
             let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
             let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-            let mut weights: Vec<(String, Vec<u8>)> = file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+            let mut weights: Vec<(String, Vec<u8>)> = file
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| (name, view.data().to_vec()))
+                .collect();
             weights.sort();
             std::fs::remove_dir_all(&out).unwrap();
             (losses, weights)

@@ -73,12 +73,17 @@ pub fn make_examples<B: Backend>(
                 sampling,
                 stop_tokens: settings.stop_tokens.clone(),
                 seed,
-                ..DecodeConfig::diffusion(settings.block_size, max_len, CommitRule::Dynamic { threshold: settings.threshold })
+                ..DecodeConfig::diffusion(
+                    settings.block_size,
+                    max_len,
+                    CommitRule::Dynamic { threshold: settings.threshold },
+                )
             };
             generate(student, &prompts, &config, |_| {})?.rows
         }
         ResponseSource::TeacherGeneration => {
-            let config = DecodeConfig::autoregressive(max_len, sampling, settings.stop_tokens.clone(), seed);
+            let config =
+                DecodeConfig::autoregressive(max_len, sampling, settings.stop_tokens.clone(), seed);
             generate(teacher, &prompts, &config, |_| {})?.rows
         }
         ResponseSource::Dataset => items
@@ -105,15 +110,34 @@ pub fn make_examples<B: Backend>(
         tokens_per_forward: if forwards > 0 { generated as f64 / forwards as f64 } else { 0.0 },
         seconds: started.elapsed().as_secs_f64(),
     };
-    let examples = items.iter().zip(rows).map(|(item, row)| to_example(objective, item, row, settings, rng)).collect();
+    let examples = items
+        .iter()
+        .zip(rows)
+        .map(|(item, row)| to_example(objective, item, row, settings, rng))
+        .collect();
     Ok((examples, stats))
 }
 
 /// Chooses `x_t` and the per-slot weights for one response.
-fn to_example(objective: Objective, item: &PromptItem, row: RowOutput, settings: &RolloutSettings, rng: &mut StdRng) -> Example {
+fn to_example(
+    objective: Objective,
+    item: &PromptItem,
+    row: RowOutput,
+    settings: &RolloutSettings,
+    rng: &mut StdRng,
+) -> Example {
     let (p, r) = (item.prompt.len(), row.tokens.len());
     let (masked, times) = if objective.on_policy_states() {
-        (select_masked(settings.state_selection, &row.first_unmask_step, p, settings.block_size, rng), vec![1.0; r])
+        (
+            select_masked(
+                settings.state_selection,
+                &row.first_unmask_step,
+                p,
+                settings.block_size,
+                rng,
+            ),
+            vec![1.0; r],
+        )
     } else {
         random_mask(p, r, settings.block_size, rng)
     };
@@ -140,8 +164,22 @@ mod tests {
     /// objectives below mask randomly) drawn from a seed that masks that slot.
     fn stop_slot_weight(objective: Objective) -> f32 {
         let item = PromptItem { prompt: vec![5, 6, 7, 8], response: Some(vec![1, 2, 3, 0]) };
-        let row = RowOutput { tokens: vec![1, 2, 3, 0], first_unmask_step: vec![0; 4], stopped: true, steps: 0, forwards: 0, states: vec![] };
-        let settings = RolloutSettings { block_size: 4, steps_per_block: 4, threshold: 0.9, temperature: 1.0, state_selection: StateSelection::PerBlock, stop_tokens: vec![0] };
+        let row = RowOutput {
+            tokens: vec![1, 2, 3, 0],
+            first_unmask_step: vec![0; 4],
+            stopped: true,
+            steps: 0,
+            forwards: 0,
+            states: vec![],
+        };
+        let settings = RolloutSettings {
+            block_size: 4,
+            steps_per_block: 4,
+            threshold: 0.9,
+            temperature: 1.0,
+            state_selection: StateSelection::PerBlock,
+            stop_tokens: vec![0],
+        };
         for seed in 0..1000 {
             let mut rng = StdRng::seed_from_u64(seed);
             let (masked, _) = random_mask(4, 4, 4, &mut StdRng::seed_from_u64(seed));
@@ -154,7 +192,14 @@ mod tests {
 
     #[test]
     fn the_stop_token_is_trained_with_hard_labels_only() {
-        assert!(stop_slot_weight(Objective::Bd3lm) > 0.0, "bd3lm must learn to emit the stop token");
-        assert_eq!(stop_slot_weight(Objective::OpdlmOff), 0.0, "distillation leaves the stop token out, as the reference");
+        assert!(
+            stop_slot_weight(Objective::Bd3lm) > 0.0,
+            "bd3lm must learn to emit the stop token"
+        );
+        assert_eq!(
+            stop_slot_weight(Objective::OpdlmOff),
+            0.0,
+            "distillation leaves the stop token out, as the reference"
+        );
     }
 }

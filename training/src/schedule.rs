@@ -24,7 +24,9 @@ impl WarmupCosine {
         if step <= self.warmup {
             return self.peak * step as f64 / self.warmup.max(1) as f64;
         }
-        let progress = ((step - self.warmup) as f64 / (self.total.saturating_sub(self.warmup)).max(1) as f64).min(1.0);
+        let progress = ((step - self.warmup) as f64
+            / (self.total.saturating_sub(self.warmup)).max(1) as f64)
+            .min(1.0);
         self.last + 0.5 * (self.peak - self.last) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }

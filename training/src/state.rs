@@ -61,7 +61,12 @@ pub fn select_masked(
 /// Forward-process masking (the baselines' states): each block draws `t ~ U(0, 1)` and
 /// masks each of its slots with probability `t` (at least one). Returns the mask and,
 /// per slot, the `t` of its block (for the `1/t` weight).
-pub fn random_mask(prompt_len: usize, response_len: usize, block_size: usize, rng: &mut StdRng) -> (Vec<bool>, Vec<f32>) {
+pub fn random_mask(
+    prompt_len: usize,
+    response_len: usize,
+    block_size: usize,
+    rng: &mut StdRng,
+) -> (Vec<bool>, Vec<f32>) {
     let mut masked = vec![false; response_len];
     let mut times = vec![0.0; response_len];
     for (start, end) in response_blocks(prompt_len, response_len, block_size) {
@@ -83,7 +88,11 @@ const MIN_MASK_RATE: f32 = 1e-3;
 
 /// Response index ranges `[start, end)` of each block, blocks aligned to absolute
 /// positions (the first may be partial when the prompt ends mid-block).
-pub fn response_blocks(prompt_len: usize, response_len: usize, block_size: usize) -> Vec<(usize, usize)> {
+pub fn response_blocks(
+    prompt_len: usize,
+    response_len: usize,
+    block_size: usize,
+) -> Vec<(usize, usize)> {
     let mut blocks = Vec::new();
     let mut pos = prompt_len;
     let end = prompt_len + response_len;
@@ -118,7 +127,10 @@ mod tests {
                 // Some step s of this block explains the mask exactly.
                 let ok = block.iter().any(|&s| (start..end).all(|i| masked[i] == (steps[i] >= s)));
                 assert!(ok, "{masked:?}");
-                assert!(masked[start..end].iter().any(|&m| m), "a chosen state masks at least one slot");
+                assert!(
+                    masked[start..end].iter().any(|&m| m),
+                    "a chosen state masks at least one slot"
+                );
             }
         }
     }

@@ -88,23 +88,46 @@ impl<B: Backend> Distiller<B> {
     }
 
     /// Rollout with `rollout_models` (inference copies), then the loss on `self.student`.
-    fn forward_training<R: Backend>(&self, batch: &PromptBatch, rollout_student: &Transformer<R>, rollout_teacher: &Transformer<R>) -> (Option<Tensor<B, 1>>, StepOutput) {
+    fn forward_training<R: Backend>(
+        &self,
+        batch: &PromptBatch,
+        rollout_student: &Transformer<R>,
+        rollout_teacher: &Transformer<R>,
+    ) -> (Option<Tensor<B, 1>>, StepOutput) {
         let s = &self.settings;
         let max_len = s.curriculum.max_len_at(batch.step);
         let mut rng = StdRng::seed_from_u64(batch.seed);
         let started = Instant::now();
-        let (examples, stats) = make_examples(s.objective, rollout_student, rollout_teacher, &batch.items, max_len, &s.rollout, batch.seed, &mut rng)
-            .unwrap_or_else(|e| panic!("rollout failed at step {}: {e}", batch.step));
+        let (examples, stats) = make_examples(
+            s.objective,
+            rollout_student,
+            rollout_teacher,
+            &batch.items,
+            max_len,
+            &s.rollout,
+            batch.seed,
+            &mut rng,
+        )
+        .unwrap_or_else(|e| panic!("rollout failed at step {}: {e}", batch.step));
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let targets = match s.targets {
-            Targets::Teacher { .. } => batch_teacher_targets(&self.teacher, &examples, s.mask_id).map(sync),
+            Targets::Teacher { .. } => {
+                batch_teacher_targets(&self.teacher, &examples, s.mask_id).map(sync)
+            }
             Targets::HardLabels => None,
         };
         let teacher_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let count = examples.iter().filter(|e| !e.loss_slots().is_empty()).count();
-        let loss = batch_loss(&self.student, targets, &examples, s.targets, s.rollout.block_size, s.mask_id);
+        let loss = batch_loss(
+            &self.student,
+            targets,
+            &examples,
+            s.targets,
+            s.rollout.block_size,
+            s.mask_id,
+        );
         let output = StepOutput {
             loss: 0.0,
             examples: count,
@@ -134,8 +157,13 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
             Some(loss) => {
                 let loss = inject_faults(loss, &self.settings.faults, batch.step);
                 output.loss = loss.clone().into_scalar().elem::<f64>();
-                let grads = if output.loss.is_finite() { GradientsParams::from_grads(loss.backward(), self) } else { GradientsParams::new() };
-                let norm = global_norm::<B, Self>(self, &grads).map_or(0.0, |n| n.into_scalar().elem::<f64>());
+                let grads = if output.loss.is_finite() {
+                    GradientsParams::from_grads(loss.backward(), self)
+                } else {
+                    GradientsParams::new()
+                };
+                let norm = global_norm::<B, Self>(self, &grads)
+                    .map_or(0.0, |n| n.into_scalar().elem::<f64>());
                 if self.settings.guard.check(batch.step, output.loss, norm) {
                     output.skipped = 1.0;
                     GradientsParams::new()
@@ -180,7 +208,11 @@ impl<B: Backend> InferenceStep for Distiller<B> {
 
 /// Test faults (see [`FaultInjection`]): a NaN loss, or NaN gradients under a finite loss
 /// (`sqrt` has an infinite slope at 0: `0 · ∞` is NaN while `sqrt(0) · 0` is 0).
-fn inject_faults<B: AutodiffBackend>(loss: Tensor<B, 1>, faults: &FaultInjection, step: usize) -> Tensor<B, 1> {
+fn inject_faults<B: AutodiffBackend>(
+    loss: Tensor<B, 1>,
+    faults: &FaultInjection,
+    step: usize,
+) -> Tensor<B, 1> {
     let mut loss = loss;
     if faults.nan_loss_at.contains(&step) {
         loss = loss.mul_scalar(f32::NAN);

@@ -12,7 +12,9 @@ use opdlm_model::load::save::save_hf_dir;
 use opdlm_model::{load_pretrained, TextTokenizer, Transformer};
 
 pub use crate::checkpoint::latest_checkpoint;
-use crate::checkpoint::{discard_after, verified_checkpoint, write_file_atomically, AtomicRecorder, SaveEveryEpoch};
+use crate::checkpoint::{
+    discard_after, verified_checkpoint, write_file_atomically, AtomicRecorder, SaveEveryEpoch,
+};
 use crate::config::TrainConfig;
 use crate::data::{load_prompts, NoValidation, StepLoader};
 use crate::example::Targets;
@@ -58,7 +60,11 @@ pub struct TrainSummary {
 }
 
 /// Trains per `config`; with `resume`, continues from the latest checkpoint in `config.out`.
-pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resume: bool) -> Result<TrainSummary, TrainError> {
+pub fn train<B: AutodiffBackend>(
+    config: &TrainConfig,
+    device: &B::Device,
+    resume: bool,
+) -> Result<TrainSummary, TrainError> {
     config.validate()?;
     let out = config.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
@@ -70,7 +76,11 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     // mistaken for, or mixed with, the checkpoints this run writes.
     discard_after(&out, resume_epoch).map_err(|e| io(&out.join("checkpoint"), e))?;
     let config_path = out.join("config.json");
-    write_file_atomically(&config_path, &serde_json::to_string_pretty(config).expect("config serialises")).map_err(|e| io(&config_path, e))?;
+    write_file_atomically(
+        &config_path,
+        &serde_json::to_string_pretty(config).expect("config serialises"),
+    )
+    .map_err(|e| io(&config_path, e))?;
 
     let (student, tokenizer) = initial_student::<B>(config, device)?;
     let teacher = student.clone();
@@ -78,12 +88,20 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     let stop_tokens = stop_tokens(student.config().eos_token_ids.clone(), &tokenizer);
     let context = student.config().max_position_embeddings;
     if config.block_size > context {
-        return Err(TrainError::Data(format!("block_size {} exceeds the teacher's context of {context} ({})", config.block_size, config.teacher.display())));
+        return Err(TrainError::Data(format!(
+            "block_size {} exceeds the teacher's context of {context} ({})",
+            config.block_size,
+            config.teacher.display()
+        )));
     }
-    let items = load_prompts(config, &tokenizer, stop_tokens.first().copied(), context).map_err(TrainError::Data)?;
+    let items = load_prompts(config, &tokenizer, stop_tokens.first().copied(), context)
+        .map_err(TrainError::Data)?;
 
     let interrupter = Interrupter::new();
-    let guard = Arc::new(NumericGuard::new(config.max_bad_steps, interrupter.clone()).with_accumulation(config.checkpoint_every, config.grad_accum));
+    let guard = Arc::new(
+        NumericGuard::new(config.max_bad_steps, interrupter.clone())
+            .with_accumulation(config.checkpoint_every, config.grad_accum),
+    );
     let settings = StepSettings {
         objective: config.objective,
         rollout: RolloutSettings {
@@ -106,12 +124,29 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
         faults: config.faults.clone(),
     };
     let model = Distiller::new(student, teacher, settings);
-    let optimizer = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).with_weight_decay(0.0).init();
+    let optimizer = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init();
     // The Learner advances the schedule once per micro-batch.
-    let schedule = WarmupCosine::new(config.lr, config.final_lr, config.warmup * config.grad_accum, config.steps);
+    let schedule = WarmupCosine::new(
+        config.lr,
+        config.final_lr,
+        config.warmup * config.grad_accum,
+        config.steps,
+    );
     let learner = Learner::new(model, optimizer, schedule);
 
-    let loader = StepLoader::new(items, config.batch_size, config.checkpoint_every, config.steps, config.seed, resume_epoch);
+    let loader = StepLoader::new(
+        items,
+        config.batch_size,
+        config.checkpoint_every,
+        config.steps,
+        config.seed,
+        resume_epoch,
+    );
     let first_step = resume_epoch * config.checkpoint_every;
     let renderer = StepRenderer::new(&out, first_step, config.steps).map_err(|e| io(&out, e))?;
     let recorder = AtomicRecorder::for_run(config);
@@ -133,7 +168,10 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     let result = training.launch(learner);
     // A failed checkpoint or the guard stopped the run: report it, export nothing.
     if let Some(error) = recorder.error() {
-        return Err(TrainError::Checkpoint(format!("{error}; the run stopped. {}", kept_checkpoint(&out))));
+        return Err(TrainError::Checkpoint(format!(
+            "{error}; the run stopped. {}",
+            kept_checkpoint(&out)
+        )));
     }
     if let Some(message) = guard.stopped() {
         return Err(TrainError::Diverged { message, kept: kept_checkpoint(&out) });
@@ -144,7 +182,9 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
     let metrics = out.join("metrics.jsonl");
     let log = read_log(&metrics);
     let plot = plot_curves(&log, &out.join("curves.png")).ok();
-    let value = |line: Option<&serde_json::Value>, key: &str| line.and_then(|v| v[key].as_f64()).unwrap_or(f64::NAN);
+    let value = |line: Option<&serde_json::Value>, key: &str| {
+        line.and_then(|v| v[key].as_f64()).unwrap_or(f64::NAN)
+    };
     Ok(TrainSummary {
         model_dir,
         metrics,
@@ -158,10 +198,16 @@ pub fn train<B: AutodiffBackend>(config: &TrainConfig, device: &B::Device, resum
 
 /// The teacher of `config` turned into an untrained block-diffusion student (mask token
 /// added, block-causal attention, no logit shift), and its tokenizer.
-pub fn initial_student<B: Backend>(config: &TrainConfig, device: &B::Device) -> Result<(Transformer<B>, TextTokenizer), TrainError> {
+pub fn initial_student<B: Backend>(
+    config: &TrainConfig,
+    device: &B::Device,
+) -> Result<(Transformer<B>, TextTokenizer), TrainError> {
     let pretrained = load_pretrained::<B>(&config.teacher, device)?;
     let tokenizer = pretrained.tokenizer;
-    Ok((pretrained.model.into_diffusion(tokenizer.vocab_size(), config.block_size, false), tokenizer))
+    Ok((
+        pretrained.model.into_diffusion(tokenizer.vocab_size(), config.block_size, false),
+        tokenizer,
+    ))
 }
 
 /// Stop tokens: the config's EOS ids, then the tokenizer's EOS token.
@@ -178,6 +224,9 @@ pub fn stop_tokens(mut ids: Vec<u32>, tokenizer: &TextTokenizer) -> Vec<u32> {
 fn kept_checkpoint(out: &Path) -> String {
     match latest_checkpoint(out) {
         0 => "No checkpoint was completed; the run has to start over.".into(),
-        epoch => format!("Checkpoint {epoch} in {} is intact: `--resume` continues from it.", out.join("checkpoint").display()),
+        epoch => format!(
+            "Checkpoint {epoch} in {} is intact: `--resume` continues from it.",
+            out.join("checkpoint").display()
+        ),
     }
 }

@@ -51,17 +51,19 @@ pub fn dispatch(kind: BackendKind, task: impl BackendTask) -> anyhow::Result<()>
 pub(crate) fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
     let feature = kind.feature();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = format!("cargo run --release -p xtask --features {feature} -- {}", args.join(" "));
+    let command =
+        format!("cargo run --release -p xtask --features {feature} -- {}", args.join(" "));
     if std::env::var_os("OPDLM_REBUILT").is_some() {
         anyhow::bail!("backend `{feature}` is not compiled into this binary even after a rebuild; run: {command}");
     }
     eprintln!("backend `{feature}` is not compiled in; rebuilding: {command}");
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["run", "--release", "-p", "xtask", "--features", feature, "--"])
-        .args(&args)
-        .env("OPDLM_REBUILT", "1")
-        .status()
-        .map_err(|e| anyhow::anyhow!("could not start cargo ({e}); run yourself: {command}"))?;
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["run", "--release", "-p", "xtask", "--features", feature, "--"])
+            .args(&args)
+            .env("OPDLM_REBUILT", "1")
+            .status()
+            .map_err(|e| anyhow::anyhow!("could not start cargo ({e}); run yourself: {command}"))?;
     std::process::exit(status.code().unwrap_or(1));
 }
 
@@ -83,7 +85,9 @@ mod tests {
         // As a binary that already rebuilt itself once sees it (a first run would rebuild).
         std::env::set_var("OPDLM_REBUILT", "1");
         let err = dispatch(BackendKind::Cuda, MustNotRun).unwrap_err().to_string();
-        for part in ["backend `cuda` is not compiled", "cargo run --release -p xtask --features cuda"] {
+        for part in
+            ["backend `cuda` is not compiled", "cargo run --release -p xtask --features cuda"]
+        {
             assert!(err.contains(part), "error does not mention {part:?}: {err}");
         }
     }

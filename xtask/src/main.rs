@@ -8,7 +8,10 @@ mod progress;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Convert autoregressive LMs into block-diffusion LMs (OPDLM) and decode them fast")]
+#[command(
+    name = "cargo xtask",
+    about = "Convert autoregressive LMs into block-diffusion LMs (OPDLM) and decode them fast"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

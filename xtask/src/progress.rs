@@ -6,7 +6,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn bar(len: usize, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     let template = format!("{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{eta}} left) {{msg}}");
-    bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "),
+    );
     bar
 }
 

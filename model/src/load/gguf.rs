@@ -25,22 +25,13 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error("{}: cannot read file: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: not a GGUF file: expected magic \"GGUF\", found {found:02x?}", .path.display())]
     BadMagic { path: PathBuf, found: Vec<u8> },
     #[error("{}: unsupported GGUF version {version} (expected 2 or 3)", .path.display())]
     UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("{}: truncated header: {what} needs {needed} bytes at offset {offset}, file has {file_len}", .path.display())]
-    Truncated {
-        path: PathBuf,
-        what: &'static str,
-        offset: usize,
-        needed: u64,
-        file_len: usize,
-    },
+    Truncated { path: PathBuf, what: &'static str, offset: usize, needed: u64, file_len: usize },
     #[error("{}: implausible {what} length {len} at offset {offset} (file is only {file_len} bytes)", .path.display())]
     ImplausibleLength {
         path: PathBuf,
@@ -50,43 +41,19 @@ pub enum GgufError {
         file_len: usize,
     },
     #[error("{}: malformed GGUF at offset {offset}: {msg}", .path.display())]
-    Malformed {
-        path: PathBuf,
-        offset: usize,
-        msg: String,
-    },
+    Malformed { path: PathBuf, offset: usize, msg: String },
     #[error("{}: tensor '{tensor}' data needs bytes {}..{} but the file has {file_len}", .path.display(), .range.start, .range.end)]
-    TensorPastEof {
-        path: PathBuf,
-        tensor: String,
-        range: Range<u64>,
-        file_len: usize,
-    },
+    TensorPastEof { path: PathBuf, tensor: String, range: Range<u64>, file_len: usize },
     #[error("{}: tensor '{tensor}' has unsupported ggml type id {type_id}", .path.display())]
-    UnsupportedType {
-        path: PathBuf,
-        tensor: String,
-        type_id: u32,
-    },
+    UnsupportedType { path: PathBuf, tensor: String, type_id: u32 },
     #[error("{}: tensor '{tensor}' row length {row_len} is not a multiple of the {ggml_type:?} block size {block}", .path.display())]
-    BadRowLength {
-        path: PathBuf,
-        tensor: String,
-        ggml_type: GgmlType,
-        row_len: u64,
-        block: usize,
-    },
+    BadRowLength { path: PathBuf, tensor: String, ggml_type: GgmlType, row_len: u64, block: usize },
     #[error("{}: no tensor named '{name}'", .path.display())]
     MissingTensor { path: PathBuf, name: String },
     #[error("{}: metadata key '{key}' is missing", .path.display())]
     MissingKey { path: PathBuf, key: String },
     #[error("{}: metadata key '{key}' is {found}, expected {expected}", .path.display())]
-    WrongType {
-        path: PathBuf,
-        key: String,
-        expected: &'static str,
-        found: String,
-    },
+    WrongType { path: PathBuf, key: String, expected: &'static str, found: String },
     #[error("{}: cannot build tokenizer: {msg}", .path.display())]
     Tokenizer { path: PathBuf, msg: String },
 }
@@ -181,10 +148,7 @@ impl std::ops::Deref for Bytes {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based model loader we
         // accept that another process truncating the file underneath us is UB.
@@ -198,11 +162,7 @@ impl GgufFile {
     }
 
     fn parse(path: &Path, map: Bytes) -> Result<Self, GgufError> {
-        let mut r = Reader {
-            buf: &map,
-            pos: 0,
-            path,
-        };
+        let mut r = Reader { buf: &map, pos: 0, path };
         let header = r.header()?;
         let data_offset = header.data_offset;
         let gguf = Self {
@@ -228,10 +188,8 @@ impl GgufFile {
     }
 
     fn require(&self, key: &str) -> Result<&GgufValue, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey {
-            path: self.path.clone(),
-            key: key.into(),
-        })
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey { path: self.path.clone(), key: key.into() })
     }
 
     fn wrong_type(&self, key: &str, expected: &'static str, found: &GgufValue) -> GgufError {
@@ -299,12 +257,10 @@ impl GgufFile {
     }
 
     fn tensor(&self, name: &str) -> Result<(&GgufTensorInfo, &[u8]), GgufError> {
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| GgufError::MissingTensor {
-                path: self.path.clone(),
-                name: name.into(),
-            })?;
+        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor {
+            path: self.path.clone(),
+            name: name.into(),
+        })?;
         Ok((info, &self.map[self.data_range(info)?]))
     }
 
@@ -320,10 +276,7 @@ impl GgufFile {
     /// its rows are whole blocks, and it lies inside the file.
     fn data_range(&self, t: &GgufTensorInfo) -> Result<Range<usize>, GgufError> {
         let path = || self.path.clone();
-        let (block, block_bytes) = t
-            .ggml_type
-            .block_layout()
-            .ok_or_else(|| self.unsupported(t))?;
+        let (block, block_bytes) = t.ggml_type.block_layout().ok_or_else(|| self.unsupported(t))?;
         let row_len = t.dims.first().copied().unwrap_or(1);
         if row_len % block as u64 != 0 {
             return Err(GgufError::BadRowLength {
@@ -343,10 +296,7 @@ impl GgufFile {
         };
         // Dims are arbitrary u64s from the file: do the size arithmetic in u128
         // with overflow checks, treating overflow as "past the end".
-        let n = t
-            .dims
-            .iter()
-            .try_fold(1u128, |n, &d| n.checked_mul(d.into()));
+        let n = t.dims.iter().try_fold(1u128, |n, &d| n.checked_mul(d.into()));
         let start = u128::from(self.data_offset) + u128::from(t.offset);
         let end = n
             .and_then(|n| (n / block as u128).checked_mul(block_bytes as u128))
@@ -379,18 +329,12 @@ impl<'a> Reader<'a> {
     fn header(&mut self) -> Result<Header, GgufError> {
         let magic = self.buf.get(..4).unwrap_or(self.buf);
         if magic != b"GGUF" {
-            return Err(GgufError::BadMagic {
-                path: self.path.into(),
-                found: magic.to_vec(),
-            });
+            return Err(GgufError::BadMagic { path: self.path.into(), found: magic.to_vec() });
         }
         self.pos = 4;
         let version = self.u32("version")?;
         if !(2..=3).contains(&version) {
-            return Err(GgufError::UnsupportedVersion {
-                path: self.path.into(),
-                version,
-            });
+            return Err(GgufError::UnsupportedVersion { path: self.path.into(), version });
         }
         let n_tensors = self.count("tensor count", 24)?;
         let n_kv = self.count("metadata count", 13)?;
@@ -410,14 +354,11 @@ impl<'a> Reader<'a> {
             let name = self.string("tensor name")?;
             let n_dims = self.u32("tensor n_dims")?;
             if n_dims > MAX_DIMS {
-                return Err(self.malformed(
-                    at,
-                    format!("tensor '{name}' has {n_dims} dims (max {MAX_DIMS})"),
-                ));
+                return Err(self
+                    .malformed(at, format!("tensor '{name}' has {n_dims} dims (max {MAX_DIMS})")));
             }
-            let dims = (0..n_dims)
-                .map(|_| self.u64("tensor dim"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let dims =
+                (0..n_dims).map(|_| self.u64("tensor dim")).collect::<Result<Vec<_>, _>>()?;
             // Every product of dims (shape sizes, strides) must fit in an i64, whatever
             // their order, even when another dim is 0 and the tensor is empty.
             let sizes_fit = dims
@@ -436,12 +377,7 @@ impl<'a> Reader<'a> {
             if tensors.iter().any(|t| t.name == name) {
                 return Err(self.malformed(at, format!("duplicate tensor name '{name}'")));
             }
-            tensors.push(GgufTensorInfo {
-                name,
-                dims,
-                ggml_type,
-                offset,
-            });
+            tensors.push(GgufTensorInfo { name, dims, ggml_type, offset });
         }
         let alignment = match metadata.get("general.alignment") {
             None => DEFAULT_ALIGNMENT,
@@ -457,26 +393,15 @@ impl<'a> Reader<'a> {
                 })?,
         };
         let data_offset = (self.pos as u64).div_ceil(alignment) * alignment;
-        Ok(Header {
-            version,
-            metadata,
-            tensors,
-            data_offset,
-        })
+        Ok(Header { version, metadata, tensors, data_offset })
     }
 
     fn malformed(&self, offset: usize, msg: String) -> GgufError {
-        GgufError::Malformed {
-            path: self.path.into(),
-            offset,
-            msg,
-        }
+        GgufError::Malformed { path: self.path.into(), offset, msg }
     }
 
     fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8], GgufError> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n));
+        let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n));
         match end {
             Some(end) if end <= self.buf.len() => {
                 let bytes = &self.buf[self.pos..end];
@@ -494,10 +419,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], GgufError> {
-        Ok(self
-            .take(N as u64, what)?
-            .try_into()
-            .expect("take returns N bytes"))
+        Ok(self.take(N as u64, what)?.try_into().expect("take returns N bytes"))
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, GgufError> {

@@ -8,18 +8,26 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::gguf::GgufFile;
-use super::gguf_tokenizer::{chat_template_from_gguf, special_tokens_from_gguf, tokenizer_from_gguf};
+use super::gguf_tokenizer::{
+    chat_template_from_gguf, special_tokens_from_gguf, tokenizer_from_gguf,
+};
 use super::{apply_weights, check_layer_count, LoadError, NamedTensor};
 use crate::config::{Architecture, ModelConfig};
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
 
-pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Transformer<B>, LoadError> {
+pub fn load_model<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<Transformer<B>, LoadError> {
     model_from_gguf(&GgufFile::open(path)?, device)
 }
 
 /// Builds the model of an already opened (or parsed) GGUF file.
-pub fn model_from_gguf<B: Backend>(gguf: &GgufFile, device: &B::Device) -> Result<Transformer<B>, LoadError> {
+pub fn model_from_gguf<B: Backend>(
+    gguf: &GgufFile,
+    device: &B::Device,
+) -> Result<Transformer<B>, LoadError> {
     let path = gguf.path.as_path();
     let config = config_from_gguf(gguf)?;
     let tensors = gguf
@@ -27,7 +35,13 @@ pub fn model_from_gguf<B: Backend>(gguf: &GgufFile, device: &B::Device) -> Resul
         .iter()
         .map(|info| {
             let name = hf_name(&info.name).ok_or_else(|| {
-                LoadError::file(path, format!("tensor `{}` has no Hugging Face counterpart (unsupported GGUF layout)", info.name))
+                LoadError::file(
+                    path,
+                    format!(
+                        "tensor `{}` has no Hugging Face counterpart (unsupported GGUF layout)",
+                        info.name
+                    ),
+                )
             })?;
             let (shape, mut values) = gguf.tensor_f32(&info.name)?;
             // llama.cpp permutes Llama q/k rows for its interleaved RoPE; our RoPE rotates
@@ -143,7 +157,8 @@ fn unpermute_rows(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
             for j in 0..2 {
                 let src = (h * half + i) * 2 + j;
                 let dst = h * 2 * half + j * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&values[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&values[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -166,7 +181,8 @@ mod tests {
                 for i in 0..half {
                     let src = h * 2 * half + j * half + i;
                     let dst = h * 2 * half + i * 2 + j;
-                    permuted[dst * cols..(dst + 1) * cols].copy_from_slice(&hf[src * cols..(src + 1) * cols]);
+                    permuted[dst * cols..(dst + 1) * cols]
+                        .copy_from_slice(&hf[src * cols..(src + 1) * cols]);
                 }
             }
         }
@@ -175,7 +191,10 @@ mod tests {
 
     #[test]
     fn every_layer_tensor_has_a_hf_name() {
-        assert_eq!(hf_name("blk.12.ffn_down.weight").unwrap(), "model.layers.12.mlp.down_proj.weight");
+        assert_eq!(
+            hf_name("blk.12.ffn_down.weight").unwrap(),
+            "model.layers.12.mlp.down_proj.weight"
+        );
         assert_eq!(hf_name("blk.0.attn_q.bias").unwrap(), "model.layers.0.self_attn.q_proj.bias");
         assert_eq!(hf_name("output.weight").unwrap(), "lm_head.weight");
         assert!(hf_name("rope_freqs.weight").is_none());

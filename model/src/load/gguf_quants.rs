@@ -205,11 +205,7 @@ fn q3_k(b: &[u8], y: &mut [f32]) {
     // Unpack: low 4 bits come from bytes 0..8 (nibbles), high 2 bits from 8..12.
     let mut scales = [0i8; 16];
     for (i, s) in scales.iter_mut().enumerate() {
-        let low = if i < 8 {
-            packed[i] & 0xF
-        } else {
-            packed[i - 8] >> 4
-        };
+        let low = if i < 8 { packed[i] & 0xF } else { packed[i - 8] >> 4 };
         let high = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
         *s = ((low | (high << 4)) as i32 - 32) as i8;
     }
@@ -239,10 +235,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
     let (sc, m) = if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        (
-            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     };
     (sc as f32, m as f32)
 }
@@ -338,18 +331,12 @@ mod tests {
 
     #[test]
     fn plain_floats() {
-        let f32s: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
+        let f32s: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(dequantize(GgmlType::F32, &f32s).unwrap(), [1.5, -2.0]);
         let f16s = [f16b(0.25), f16b(-3.0)].concat();
         assert_eq!(dequantize(GgmlType::F16, &f16s).unwrap(), [0.25, -3.0]);
-        let bf16s = [
-            bf16::from_f32(0.5).to_le_bytes(),
-            bf16::from_f32(-8.0).to_le_bytes(),
-        ]
-        .concat();
+        let bf16s =
+            [bf16::from_f32(0.5).to_le_bytes(), bf16::from_f32(-8.0).to_le_bytes()].concat();
         assert_eq!(dequantize(GgmlType::BF16, &bf16s).unwrap(), [0.5, -8.0]);
     }
 
@@ -367,10 +354,7 @@ mod tests {
     #[test]
     fn q4_1_block() {
         let qs: Vec<u8> = (0..16u8).map(|j| j | ((15 - j) << 4)).collect();
-        let y = decode(
-            GgmlType::Q4_1,
-            &[&f16b(0.25)[..], &f16b(-1.0), &qs].concat(),
-        );
+        let y = decode(GgmlType::Q4_1, &[&f16b(0.25)[..], &f16b(-1.0), &qs].concat());
         for j in 0..16 {
             assert_eq!(y[j], j as f32 * 0.25 - 1.0);
             assert_eq!(y[j + 16], (15 - j) as f32 * 0.25 - 1.0);
@@ -394,10 +378,7 @@ mod tests {
 
     #[test]
     fn q5_1_block() {
-        let y = decode(
-            GgmlType::Q5_1,
-            &[&f16b(0.5)[..], &f16b(1.0), &q5_payload()].concat(),
-        );
+        let y = decode(GgmlType::Q5_1, &[&f16b(0.5)[..], &f16b(1.0), &q5_payload()].concat());
         let mut want = [vec![1.5; 16], vec![2.0; 16]].concat();
         want[0] = 17.0 * 0.5 + 1.0;
         want[16] = 18.0 * 0.5 + 1.0;
@@ -408,10 +389,7 @@ mod tests {
     fn q8_0_block() {
         let qs: Vec<u8> = (0..32).map(|j| (j as i8 - 16) as u8).collect();
         let y = decode(GgmlType::Q8_0, &[&f16b(0.5)[..], &qs].concat());
-        assert_eq!(
-            y,
-            (0..32).map(|j| (j as f32 - 16.0) * 0.5).collect::<Vec<_>>()
-        );
+        assert_eq!(y, (0..32).map(|j| (j as f32 - 16.0) * 0.5).collect::<Vec<_>>());
     }
 
     /// Element e of a 256-block as (half, j, sub): 128-element half, 32-element
@@ -446,11 +424,7 @@ mod tests {
         let y = decode(GgmlType::Q3_K, &block);
         for (e, &v) in y.iter().enumerate() {
             let (half, j, sub) = k_pos(e);
-            let scale = if half * 8 + j * 2 + sub == 13 {
-                8.0
-            } else {
-                1.0
-            };
+            let scale = if half * 8 + j * 2 + sub == 13 { 8.0 } else { 1.0 };
             let q = j as f32 - if half == 0 { 0.0 } else { 4.0 };
             assert_eq!(v, 0.5 * scale * q, "element {e}");
         }
@@ -512,11 +486,6 @@ mod tests {
         let qs: Vec<u8> = (0..=255u8).collect();
         let block = [&0.25f32.to_le_bytes()[..], &qs, &[0; 32]].concat();
         let y = decode(GgmlType::Q8_K, &block);
-        assert_eq!(
-            y,
-            (0..=255u8)
-                .map(|q| q as i8 as f32 * 0.25)
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(y, (0..=255u8).map(|q| q as i8 as f32 * 0.25).collect::<Vec<_>>());
     }
 }

@@ -44,8 +44,7 @@ impl Writer {
     }
 
     fn tensor(mut self, name: &str, dims: &[u64], ty: u32, bytes: &[u8]) -> Self {
-        self.data
-            .resize(self.data.len().next_multiple_of(self.alignment), 0);
+        self.data.resize(self.data.len().next_multiple_of(self.alignment), 0);
         put_str(&mut self.infos, name);
         self.infos.extend((dims.len() as u32).to_le_bytes());
         dims.iter().for_each(|d| self.infos.extend(d.to_le_bytes()));
@@ -134,19 +133,8 @@ fn metadata_roundtrip() {
         .kv("f32", 6, &1.5f32.to_le_bytes())
         .kv("bool", 7, &[1])
         .kv("str", 8, &str_value("héllo"))
-        .kv(
-            "strs",
-            9,
-            &array_value(8, &[str_value("x"), str_value("yz")]),
-        )
-        .kv(
-            "ints",
-            9,
-            &array_value(
-                4,
-                &[1u32.to_le_bytes().to_vec(), 2u32.to_le_bytes().to_vec()],
-            ),
-        )
+        .kv("strs", 9, &array_value(8, &[str_value("x"), str_value("yz")]))
+        .kv("ints", 9, &array_value(4, &[1u32.to_le_bytes().to_vec(), 2u32.to_le_bytes().to_vec()]))
         .kv("nested", 9, &nested)
         .kv("u64", 10, &u64::MAX.to_le_bytes())
         .kv("i64", 11, &(-1i64).to_le_bytes())
@@ -167,13 +155,8 @@ fn metadata_roundtrip() {
     assert_eq!(g.get_f64("f64").unwrap(), 0.25);
     assert_eq!(g.get_str("str").unwrap(), "héllo");
     assert_eq!(g.get_str_array("strs").unwrap(), ["x", "yz"]);
-    let GgufValue::Array(outer) = g.get("nested").unwrap() else {
-        panic!("not an array")
-    };
-    assert_eq!(
-        outer[0],
-        GgufValue::Array(vec![GgufValue::String("a".into())])
-    );
+    let GgufValue::Array(outer) = g.get("nested").unwrap() else { panic!("not an array") };
+    assert_eq!(outer[0], GgufValue::Array(vec![GgufValue::String("a".into())]));
     assert_eq!(outer[1], GgufValue::Array(vec![]));
 
     for (result, key) in [
@@ -184,10 +167,7 @@ fn metadata_roundtrip() {
         (g.get_str_array("ints").map(drop), "ints"),
     ] {
         let err = result.unwrap_err();
-        assert!(
-            matches!(&err, GgufError::WrongType { key: k, .. } if k == key),
-            "{err}"
-        );
+        assert!(matches!(&err, GgufError::WrongType { key: k, .. } if k == key), "{err}");
         assert!(err.to_string().contains(key));
     }
     let err = g.get_str("nope").unwrap_err();
@@ -211,37 +191,25 @@ fn tensors_roundtrip_v2_v3_and_alignment() {
         assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
         assert_eq!(g.get_u64("llama.block_count").unwrap(), 30);
         let info = g.tensor_info("w").unwrap();
-        assert_eq!(
-            (info.dims.as_slice(), info.ggml_type),
-            (&[3, 2][..], GgmlType::F32)
-        );
+        assert_eq!((info.dims.as_slice(), info.ggml_type), (&[3, 2][..], GgmlType::F32));
         let (shape, values) = g.tensor_f32("w").unwrap();
         assert_eq!(shape, [2, 3]);
         assert_eq!(values, [1., 2., 3., 4., 5., 6.]);
         let (shape, values) = g.tensor_f32("q").unwrap();
         assert_eq!(shape, [32]);
         assert_eq!(values, [[0.0; 16], [2.0; 16]].concat());
-        assert!(matches!(
-            g.tensor_f32("missing"),
-            Err(GgufError::MissingTensor { .. })
-        ));
+        assert!(matches!(g.tensor_f32("missing"), Err(GgufError::MissingTensor { .. })));
     }
 }
 
 #[test]
 fn bad_magic_and_version() {
     let err = open(b"GGML\x03\0\0\0").unwrap_err();
-    assert!(
-        matches!(&err, GgufError::BadMagic { found, .. } if found == b"GGML"),
-        "{err}"
-    );
+    assert!(matches!(&err, GgufError::BadMagic { found, .. } if found == b"GGML"), "{err}");
     assert!(err.to_string().contains("47, 47, 4d, 4c"), "{err}");
     let mut w = sample();
     w.version = 1;
-    assert!(matches!(
-        open(&w.finish()),
-        Err(GgufError::UnsupportedVersion { version: 1, .. })
-    ));
+    assert!(matches!(open(&w.finish()), Err(GgufError::UnsupportedVersion { version: 1, .. })));
 }
 
 #[test]
@@ -269,23 +237,13 @@ fn implausible_lengths() {
     bytes.extend([0; 16]);
     let err = open(&bytes).unwrap_err();
     assert!(
-        matches!(
-            err,
-            GgufError::ImplausibleLength {
-                what: "metadata key",
-                offset: 24,
-                ..
-            }
-        ),
+        matches!(err, GgufError::ImplausibleLength { what: "metadata key", offset: 24, .. }),
         "{err}"
     );
 
     let huge = [&8u32.to_le_bytes()[..], &(1u64 << 40).to_le_bytes()].concat();
     let err = open(&Writer::new().kv("a", 9, &huge).finish()).unwrap_err();
-    assert!(
-        matches!(err, GgufError::ImplausibleLength { what: "array", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, GgufError::ImplausibleLength { what: "array", .. }), "{err}");
 
     let mut deep = array_value(4, &[]);
     for _ in 0..MAX_ARRAY_DEPTH {
@@ -299,10 +257,7 @@ fn implausible_lengths() {
 fn tensor_past_eof() {
     let bytes = Writer::new().tensor("big", &[1000], 0, &[0; 16]).finish();
     let err = open(&bytes).unwrap_err();
-    assert!(
-        matches!(&err, GgufError::TensorPastEof { tensor, .. } if tensor == "big"),
-        "{err}"
-    );
+    assert!(matches!(&err, GgufError::TensorPastEof { tensor, .. } if tensor == "big"), "{err}");
     assert!(err.to_string().contains("'big'"), "{err}");
     // Dims whose product overflows must not wrap around to "fits": they are rejected
     // with the header, even next to a 0 dim (such an empty tensor's shape product
@@ -324,27 +279,11 @@ fn tensor_past_eof() {
 fn unsupported_type_and_bad_row_length() {
     let g = open(&Writer::new().tensor("odd", &[4], 77, &[0; 4]).finish()).unwrap();
     let err = g.tensor_f32("odd").unwrap_err();
-    assert!(
-        matches!(err, GgufError::UnsupportedType { type_id: 77, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("'odd'") && err.to_string().contains("77"),
-        "{err}"
-    );
+    assert!(matches!(err, GgufError::UnsupportedType { type_id: 77, .. }), "{err}");
+    assert!(err.to_string().contains("'odd'") && err.to_string().contains("77"), "{err}");
 
     let err = open(&Writer::new().tensor("r", &[16, 2], 2, &[0; 36]).finish()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            GgufError::BadRowLength {
-                row_len: 16,
-                block: 32,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, GgufError::BadRowLength { row_len: 16, block: 32, .. }), "{err}");
 }
 
 /// Deterministic byte flips over a valid file: any outcome but a panic.
@@ -385,10 +324,7 @@ fn real_smollm2_file() {
     assert!(values.iter().all(|x| x.is_finite()));
     let (shape, values) = g.tensor_f32("blk.0.attn_q.weight").unwrap();
     assert_eq!(
-        (
-            shape.as_slice(),
-            g.tensor_info("blk.0.attn_q.weight").unwrap().ggml_type
-        ),
+        (shape.as_slice(), g.tensor_info("blk.0.attn_q.weight").unwrap().ggml_type),
         (&[576, 576][..], GgmlType::Q4_1)
     );
     assert!(values.iter().all(|x| x.is_finite()) && values.iter().any(|&x| x != 0.0));

@@ -50,9 +50,7 @@ pub fn special_tokens_from_gguf(gguf: &GgufFile) -> GgufSpecialTokens {
 
 /// The model's Jinja chat template, if the file has one.
 pub fn chat_template_from_gguf(gguf: &GgufFile) -> Option<String> {
-    gguf.get_str("tokenizer.chat_template")
-        .ok()
-        .map(str::to_owned)
+    gguf.get_str("tokenizer.chat_template").ok().map(str::to_owned)
 }
 
 pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
@@ -74,35 +72,20 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                .ok_or_else(|| {
-                    tok_err(
-                        gguf,
-                        format!("merge {i} {m:?} is not two space-separated tokens"),
-                    )
-                })
+            m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| {
+                tok_err(gguf, format!("merge {i} {m:?} is not two space-separated tokens"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let vocab: Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(id, t)| (t.to_string(), id as u32))
-        .collect();
+    let vocab: Vocab =
+        tokens.iter().enumerate().map(|(id, t)| (t.to_string(), id as u32)).collect();
 
     let byte_level = || ByteLevel::new(false, true, true);
     let split = |regex: &str| -> Result<PreTokenizerWrapper, GgufError> {
-        let split = Split::new(
-            SplitPattern::Regex(regex.into()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| tok_err(gguf, format!("bad split regex: {e}")))?;
-        Ok(Sequence::new(vec![
-            split.into(),
-            ByteLevel::new(false, true, false).into(),
-        ])
-        .into())
+        let split =
+            Split::new(SplitPattern::Regex(regex.into()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| tok_err(gguf, format!("bad split regex: {e}")))?;
+        Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
     };
     let (pre_tokenizer, ignore_merges, nfc): (PreTokenizerWrapper, bool, bool) = match pre {
         "default" | "gpt2" => (byte_level().into(), false, false),
@@ -115,10 +98,7 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
         "llama-bpe" | "llama3" | "llama-v3" => (split(LLAMA3_SPLIT)?, true, false),
         "qwen2" | "deepseek-r1-qwen" => (split(QWEN2_SPLIT)?, false, true),
         other => {
-            return Err(tok_err(
-                gguf,
-                format!("tokenizer.ggml.pre '{other}' is not supported"),
-            ))
+            return Err(tok_err(gguf, format!("tokenizer.ggml.pre '{other}' is not supported")))
         }
     };
 
@@ -225,10 +205,7 @@ fn bos_eos_template(
 }
 
 fn tok_err(gguf: &GgufFile, msg: String) -> GgufError {
-    GgufError::Tokenizer {
-        path: gguf.path.clone(),
-        msg,
-    }
+    GgufError::Tokenizer { path: gguf.path.clone(), msg }
 }
 
 #[cfg(test)]
@@ -257,10 +234,7 @@ mod tests {
         let merges = ["a b", "Ġ ab", "1 2"];
         let strs =
             |xs: &[&str]| array_value(8, &xs.iter().map(|s| str_value(s)).collect::<Vec<_>>());
-        let ints: Vec<Vec<u8>> = types
-            .iter()
-            .map(|t: &i32| t.to_le_bytes().to_vec())
-            .collect();
+        let ints: Vec<Vec<u8>> = types.iter().map(|t: &i32| t.to_le_bytes().to_vec()).collect();
         Writer::new()
             .kv("tokenizer.ggml.model", 8, &str_value(model))
             .kv("tokenizer.ggml.pre", 8, &str_value(pre))
@@ -292,27 +266,16 @@ mod tests {
 
         assert_eq!(
             special_tokens_from_gguf(&g),
-            GgufSpecialTokens {
-                bos: Some(1),
-                eos: Some(0),
-                pad: None
-            }
+            GgufSpecialTokens { bos: Some(1), eos: Some(0), pad: None }
         );
-        assert_eq!(
-            chat_template_from_gguf(&g).as_deref(),
-            Some("{{ messages }}")
-        );
+        assert_eq!(chat_template_from_gguf(&g).as_deref(), Some("{{ messages }}"));
     }
 
     #[test]
     fn pre_type_decides_digit_splitting() {
         for pre in ["gpt2", "default", "qwen2", "llama-bpe"] {
             let tok = tokenizer_from_gguf(&open(&tiny("gpt2", pre).finish()).unwrap()).unwrap();
-            let want: &[u32] = if pre == "qwen2" {
-                &[5, 7, 8, 9]
-            } else {
-                &[5, 7, 10]
-            };
+            let want: &[u32] = if pre == "qwen2" { &[5, 7, 8, 9] } else { &[5, 7, 10] };
             assert_eq!(encode(&tok, "ab ab12"), want, "pre {pre}");
         }
     }
@@ -327,10 +290,9 @@ mod tests {
 
     #[test]
     fn unsupported_model_or_pre_is_named() {
-        for (model, pre, named) in [
-            ("llama", "default", "'llama'"),
-            ("gpt2", "mystery", "'mystery'"),
-        ] {
+        for (model, pre, named) in
+            [("llama", "default", "'llama'"), ("gpt2", "mystery", "'mystery'")]
+        {
             let err = tokenizer_from_gguf(&open(&tiny(model, pre).finish()).unwrap()).unwrap_err();
             assert!(
                 matches!(err, GgufError::Tokenizer { .. }) && err.to_string().contains(named),
@@ -355,10 +317,8 @@ mod tests {
         let g = GgufFile::open(std::path::Path::new(&path)).unwrap();
         let tok = tokenizer_from_gguf(&g).unwrap();
         assert_eq!(tok.get_vocab_size(true), 49152);
-        let fixture = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/smollm2_tokenizer_cases.json"
-        );
+        let fixture =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/smollm2_tokenizer_cases.json");
         let fixture: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
         let cases = fixture["cases"].as_array().unwrap();
@@ -374,16 +334,7 @@ mod tests {
             "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
         assert_eq!(encode(&tok, chatml)[..3], [1, 4093, 198]);
         let special = special_tokens_from_gguf(&g);
-        assert_eq!(
-            special,
-            GgufSpecialTokens {
-                bos: Some(1),
-                eos: Some(2),
-                pad: Some(2)
-            }
-        );
-        assert!(chat_template_from_gguf(&g)
-            .unwrap()
-            .contains("<|im_start|>"));
+        assert_eq!(special, GgufSpecialTokens { bos: Some(1), eos: Some(2), pad: Some(2) });
+        assert!(chat_template_from_gguf(&g).unwrap().contains("<|im_start|>"));
     }
 }

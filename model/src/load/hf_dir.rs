@@ -34,17 +34,22 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<Transfor
 fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, LoadError> {
     let index_path = dir.join(SHARD_INDEX);
     if index_path.exists() {
-        let text = std::fs::read_to_string(&index_path).map_err(|e| LoadError::file(&index_path, e))?;
-        let index: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| LoadError::file(&index_path, format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column())))?;
+        let text =
+            std::fs::read_to_string(&index_path).map_err(|e| LoadError::file(&index_path, e))?;
+        let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            LoadError::file(
+                &index_path,
+                format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
+            )
+        })?;
         let map = index["weight_map"]
             .as_object()
             .ok_or_else(|| LoadError::file(&index_path, "missing object `weight_map`"))?;
         let mut shards = BTreeSet::new();
         for (tensor, shard) in map {
-            let shard = shard
-                .as_str()
-                .ok_or_else(|| LoadError::file(&index_path, format!("weight_map[{tensor}] is not a file name")))?;
+            let shard = shard.as_str().ok_or_else(|| {
+                LoadError::file(&index_path, format!("weight_map[{tensor}] is not a file name"))
+            })?;
             shards.insert(shard.to_string());
         }
         return shards
@@ -54,7 +59,10 @@ fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, LoadError> {
                 if path.is_file() {
                     Ok(path)
                 } else {
-                    Err(LoadError::file(&index_path, format!("names shard `{shard}`, which does not exist in {}", dir.display())))
+                    Err(LoadError::file(
+                        &index_path,
+                        format!("names shard `{shard}`, which does not exist in {}", dir.display()),
+                    ))
                 }
             })
             .collect();
@@ -72,7 +80,8 @@ fn read_safetensors(path: &Path) -> Result<Vec<NamedTensor>, LoadError> {
     let file = std::fs::File::open(path).map_err(|e| LoadError::file(path, e))?;
     // SAFETY: the file is opened read-only and only read while mapped.
     let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| LoadError::file(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| LoadError::file(path, format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| LoadError::file(path, format!("not a valid safetensors file: {e}")))?;
     st.tensors()
         .into_iter()
         .map(|(name, view)| {
@@ -81,7 +90,10 @@ fn read_safetensors(path: &Path) -> Result<Vec<NamedTensor>, LoadError> {
                 Dtype::F16 => DType::F16,
                 Dtype::BF16 => DType::BF16,
                 other => {
-                    return Err(LoadError::file(path, format!("tensor `{name}` has dtype {other:?}; expected F32, F16 or BF16")))
+                    return Err(LoadError::file(
+                        path,
+                        format!("tensor `{name}` has dtype {other:?}; expected F32, F16 or BF16"),
+                    ))
                 }
             };
             let data = f32_tensor(view.data().to_vec(), view.shape().to_vec(), dtype);

@@ -60,12 +60,18 @@ impl LoadError {
 }
 
 /// Loads a Hugging Face model directory or a `.gguf` file, with its tokenizer.
-pub fn load_pretrained<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B>, LoadError> {
+pub fn load_pretrained<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<Pretrained<B>, LoadError> {
     Ok(Pretrained { model: load_model(path, device)?, tokenizer: load_tokenizer(path)? })
 }
 
 /// Loads only the weights (and config) of a model directory or `.gguf` file.
-pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Transformer<B>, LoadError> {
+pub fn load_model<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<Transformer<B>, LoadError> {
     match Source::of(path)? {
         Source::HfDir => hf_dir::load_model(path, device),
         Source::Gguf => gguf_model::load_model(path, device),
@@ -89,7 +95,8 @@ impl Source {
     fn of(path: &Path) -> Result<Self, LoadError> {
         if path.is_dir() {
             Ok(Self::HfDir)
-        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             Ok(Self::Gguf)
         } else if path.exists() {
             Err(LoadError::file(path, "not a model: expected a Hugging Face model directory (config.json + *.safetensors) or a .gguf file"))
@@ -118,10 +125,16 @@ fn module_path(hf_key: &str) -> Vec<String> {
 /// Fails unless the weights hold every layer the config declares. Checked before the
 /// model is built, which allocates one (lazily initialised) block per declared layer: a
 /// corrupt layer count must be reported, not exhaust memory.
-pub(crate) fn check_layer_count(config: &ModelConfig, tensors: &[NamedTensor], origin: &str) -> Result<(), LoadError> {
+pub(crate) fn check_layer_count(
+    config: &ModelConfig,
+    tensors: &[NamedTensor],
+    origin: &str,
+) -> Result<(), LoadError> {
     let layers_in_weights = tensors
         .iter()
-        .filter_map(|t| t.name.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok())
+        .filter_map(|t| {
+            t.name.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok()
+        })
         .map(|i| i.saturating_add(1))
         .max()
         .unwrap_or(0);
@@ -146,9 +159,7 @@ pub(crate) fn apply_weights<B: Backend>(
 ) -> Result<Transformer<B>, LoadError> {
     let snapshots = tensors
         .into_iter()
-        .map(|t| {
-            TensorSnapshot::from_data(t.data, module_path(&t.name), vec![], ParamId::new())
-        })
+        .map(|t| TensorSnapshot::from_data(t.data, module_path(&t.name), vec![], ParamId::new()))
         .collect();
     let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
     if result.errors.is_empty() && result.missing.is_empty() && result.unused.is_empty() {
@@ -159,6 +170,10 @@ pub(crate) fn apply_weights<B: Backend>(
 }
 
 /// Converts raw little-endian bytes of a supported float dtype to f32 `TensorData`.
-pub(crate) fn f32_tensor(bytes: Vec<u8>, shape: Vec<usize>, dtype: burn::tensor::DType) -> TensorData {
+pub(crate) fn f32_tensor(
+    bytes: Vec<u8>,
+    shape: Vec<usize>,
+    dtype: burn::tensor::DType,
+) -> TensorData {
     TensorData::from_bytes_vec(bytes, shape, dtype).convert::<f32>()
 }

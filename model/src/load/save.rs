@@ -14,7 +14,11 @@ use crate::transformer::Transformer;
 /// Saves `model` and `tokenizer` into `dir` atomically: everything is written to a
 /// sibling temporary directory that replaces `dir` only once complete, so an interrupted
 /// save never leaves a half-written model behind.
-pub fn save_hf_dir<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer, dir: &Path) -> Result<(), LoadError> {
+pub fn save_hf_dir<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: &TextTokenizer,
+    dir: &Path,
+) -> Result<(), LoadError> {
     let staging = sibling(dir, "staging");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| LoadError::file(&staging, e))?;
@@ -39,26 +43,37 @@ pub fn save_hf_dir<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer
 }
 
 /// Writes every file of the model directory into `staging` and syncs them to disk.
-fn write_staging<B: Backend>(model: &Transformer<B>, tokenizer: &TextTokenizer, staging: &Path) -> Result<(), LoadError> {
+fn write_staging<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: &TextTokenizer,
+    staging: &Path,
+) -> Result<(), LoadError> {
     let weights = staging.join("model.safetensors");
     let mut store = SafetensorsStore::from_file(&weights)
         .with_to_adapter(BurnToPyTorchAdapter)
-        .with_key_remapping(format!(r"^(.*norm)\.{NORM_SCALE_BURN}$"), format!("$1.{NORM_SCALE_HF}"))
+        .with_key_remapping(
+            format!(r"^(.*norm)\.{NORM_SCALE_BURN}$"),
+            format!("$1.{NORM_SCALE_HF}"),
+        )
         .metadata("format", "pt");
     model.save_into(&mut store).map_err(|e| LoadError::file(&weights, e))?;
     let config = staging.join("config.json");
-    let json = serde_json::to_string_pretty(&model.config().to_hf_json()).expect("config serialises");
+    let json =
+        serde_json::to_string_pretty(&model.config().to_hf_json()).expect("config serialises");
     std::fs::write(&config, json).map_err(|e| LoadError::file(&config, e))?;
     tokenizer.save_hf(staging)?;
     for entry in std::fs::read_dir(staging).map_err(|e| LoadError::file(staging, e))? {
         let path = entry.map_err(|e| LoadError::file(staging, e))?.path();
-        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| LoadError::file(&path, e))?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| LoadError::file(&path, e))?;
     }
     Ok(())
 }
 
 fn sibling(dir: &Path, tag: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name =
+        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     dir.with_file_name(format!(".{name}.{tag}"))
 }
 
@@ -93,22 +108,31 @@ mod tests {
             );
             let config = ModelConfig::from_json_str(&json, "test").unwrap();
             let model = Transformer::<B>::new(&config, &device).into_diffusion(3, 4, false);
-            let dir = std::env::temp_dir().join(format!("opdlm-save-{arch}-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("opdlm-save-{arch}-{}", std::process::id()));
             save_hf_dir(&model, &word_tokenizer(), &dir).unwrap();
             // Saving again over an existing directory replaces it.
             save_hf_dir(&model, &word_tokenizer(), &dir).unwrap();
             let loaded = crate::load::load_pretrained::<B>(&dir, &device).unwrap();
             assert_eq!(loaded.model.config(), model.config());
             assert_eq!(loaded.tokenizer.chat_template(), Some("{{ messages[0].content }}"));
-            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 5, 39, 3, 7], [1, 5]), &device);
-            let layout = Layout::contiguous(AttentionMode::BlockCausal { block_size: 4 }, 1, 0, 5, &device);
+            let tokens = Tensor::<B, 2, Int>::from_data(
+                TensorData::new(vec![1i64, 5, 39, 3, 7], [1, 5]),
+                &device,
+            );
+            let layout =
+                Layout::contiguous(AttentionMode::BlockCausal { block_size: 4 }, 1, 0, 5, &device);
             let a: Vec<f32> = model.forward(tokens.clone(), &layout).into_data().to_vec().unwrap();
             let b: Vec<f32> = loaded.model.forward(tokens, &layout).into_data().to_vec().unwrap();
             assert_eq!(a, b, "{arch}");
             let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
                 .unwrap()
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&format!(".opdlm-save-{arch}-{}", std::process::id())))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!(".opdlm-save-{arch}-{}", std::process::id()))
+                })
                 .collect();
             assert!(leftovers.is_empty(), "staging directories left behind");
             std::fs::remove_dir_all(&dir).unwrap();

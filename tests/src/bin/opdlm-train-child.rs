@@ -36,7 +36,8 @@ fn limit_file_size(bytes: u64) {
     // SAFETY: plain libc calls with valid arguments.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+        let limit =
+            libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0, "setrlimit failed");
     }
 }
@@ -55,16 +56,24 @@ fn main() {
     let device = Default::default();
     let result = match args[0].as_str() {
         "train" => {
-            let mut config = tiny_train_config(PathBuf::from(&args[1]), PathBuf::from(&args[2]), args[3].parse().expect("steps"));
+            let mut config = tiny_train_config(
+                PathBuf::from(&args[1]),
+                PathBuf::from(&args[2]),
+                args[3].parse().expect("steps"),
+            );
             if let Some(name) = flag("--pause-before-rename") {
                 PAUSE_AT.set(name).unwrap();
                 config.faults.before_rename = Some(pause_before_rename);
             }
             let resume = args.iter().any(|a| a == "--resume");
-            opdlm_training::train::<burn::backend::Autodiff<TestBackend>>(&config, &device, resume).map(|_| ()).map_err(|e| e.to_string())
+            opdlm_training::train::<burn::backend::Autodiff<TestBackend>>(&config, &device, resume)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
         "export" => opdlm_model::load_pretrained::<TestBackend>(Path::new(&args[1]), &device)
-            .and_then(|m| opdlm_model::load::save::save_hf_dir(&m.model, &m.tokenizer, Path::new(&args[2])))
+            .and_then(|m| {
+                opdlm_model::load::save::save_hf_dir(&m.model, &m.tokenizer, Path::new(&args[2]))
+            })
             .map_err(|e| e.to_string()),
         other => panic!("unknown command {other}"),
     };

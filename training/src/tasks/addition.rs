@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(final_answer("x|04a2"), None);
         let task = crate::tasks::Task::Addition;
         let reference = problem(347, 85).answer;
-        assert!(task.is_correct("garbled working|0432", &reference), "only the final answer is graded");
+        assert!(
+            task.is_correct("garbled working|0432", &reference),
+            "only the final answer is graded"
+        );
         assert!(!task.is_correct("7+5+0=12,4+8+1=13,3+0+1=04|0433", &reference));
         assert!(!task.is_correct("7+5+0=12,4+8+1=13,3+0+1=04|04320", &reference));
     }

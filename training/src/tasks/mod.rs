@@ -91,7 +91,10 @@ pub fn problems(tasks: &[Task], split: Split, count: usize, seed: u64) -> Vec<Pr
     let mut attempts = 0usize;
     while out.len() < count {
         attempts += 1;
-        assert!(attempts < 1000 * count.max(1000), "the {split:?} split has fewer than {count} distinct problems");
+        assert!(
+            attempts < 1000 * count.max(1000),
+            "the {split:?} split has fewer than {count} distinct problems"
+        );
         let task = tasks[out.len() % tasks.len()];
         let problem = task.draw(&mut rng);
         if Split::of(&problem.prompt) == split && seen.insert(problem.prompt.clone()) {
@@ -117,7 +120,10 @@ mod tests {
         let test = problems(&Task::ALL, Split::Test, 1000, 1);
         let train_prompts: HashSet<_> = train.iter().map(|p| &p.prompt).collect();
         assert_eq!(train_prompts.len(), train.len(), "train problems are distinct");
-        assert!(test.iter().all(|p| !train_prompts.contains(&p.prompt)), "a test prompt is in the train split");
+        assert!(
+            test.iter().all(|p| !train_prompts.contains(&p.prompt)),
+            "a test prompt is in the train split"
+        );
         assert!(test.iter().all(|p| Split::of(&p.prompt) == Split::Test));
         // A different seed for the train split still never yields a test prompt.
         let other = problems(&Task::ALL, Split::Train, 4000, 99);

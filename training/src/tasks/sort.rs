@@ -27,7 +27,10 @@ mod tests {
 
     #[test]
     fn hand_checked_examples() {
-        assert_eq!(problem("53819"), Problem { prompt: "sort 53819=".into(), answer: "13589".into() });
+        assert_eq!(
+            problem("53819"),
+            Problem { prompt: "sort 53819=".into(), answer: "13589".into() }
+        );
         assert_eq!(problem("0000").answer, "0000");
         assert!(Task::Sort.is_correct("13589", "13589"));
         assert!(!Task::Sort.is_correct("1358", "13589"));

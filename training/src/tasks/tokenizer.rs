@@ -31,7 +31,8 @@ pub fn tokenizer_json() -> serde_json::Value {
 
 /// The tokenizer itself.
 pub fn task_tokenizer() -> TextTokenizer {
-    let inner = tokenizers::Tokenizer::from_bytes(tokenizer_json().to_string().as_bytes()).expect("the built-in tokenizer is valid");
+    let inner = tokenizers::Tokenizer::from_bytes(tokenizer_json().to_string().as_bytes())
+        .expect("the built-in tokenizer is valid");
     TextTokenizer::new(inner, None, None, Some(EOS.into()))
 }
 

@@ -152,9 +152,15 @@ impl BackendTask for BenchArgs {
     }
 }
 
-fn cpu_logits_check<B: Backend>(model: &Path, backend: &str, device: &B::Device) -> anyhow::Result<logits_check::LogitsCheck> {
+fn cpu_logits_check<B: Backend>(
+    model: &Path,
+    backend: &str,
+    device: &B::Device,
+) -> anyhow::Result<logits_check::LogitsCheck> {
     #[cfg(feature = "ndarray")]
-    return logits_check::check::<B, burn::backend::NdArray<f32>>(model, backend, "ndarray", device);
+    return logits_check::check::<B, burn::backend::NdArray<f32>>(
+        model, backend, "ndarray", device,
+    );
     #[cfg(all(not(feature = "ndarray"), feature = "flex"))]
     return logits_check::check::<B, burn::backend::Flex>(model, backend, "flex", device);
     #[allow(unreachable_code)]
@@ -172,13 +178,19 @@ struct Job {
 
 fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
     let repo = baseline::repo_root();
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let baseline = if args.no_baseline { Err("skipped (--no-baseline)".to_string()) } else { baseline::availability(&repo) };
+    let threads =
+        args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let baseline = if args.no_baseline {
+        Err("skipped (--no-baseline)".to_string())
+    } else {
+        baseline::availability(&repo)
+    };
     match &baseline {
         Ok(versions) => eprintln!("PyTorch baseline: {versions}"),
         Err(why) => eprintln!("PyTorch baseline unavailable: {why}. Reporting our figures only."),
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let load_start = report::load_average();
     let jobs = jobs(args, &repo, threads)?;
     let mut reports = Vec::new();
@@ -216,7 +228,11 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
         if let Err(why) = &theirs {
             eprintln!("{}: PyTorch baseline unavailable: {why}", job.plan.name);
         }
-        reports.push(report::ModelReport { plan: job.plan, ours, baseline: theirs.map_err(|e| e.to_string()) });
+        reports.push(report::ModelReport {
+            plan: job.plan,
+            ours,
+            baseline: theirs.map_err(|e| e.to_string()),
+        });
     }
     let load = report::LoadAverage { start: load_start, end: report::load_average() };
     let markdown = report::markdown(&reports, threads, &load);
@@ -232,7 +248,12 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs one plan in a fresh process of this binary (own thread pool, own peak memory).
-fn run_worker(plan: &Path, backend: BackendKind, out: &Path, threads: usize) -> anyhow::Result<Measured> {
+fn run_worker(
+    plan: &Path,
+    backend: BackendKind,
+    out: &Path,
+    threads: usize,
+) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let status = Command::new(exe)
         .args(["bench", "--backends", &backend_name(backend), "--worker"])
@@ -245,13 +266,23 @@ fn run_worker(plan: &Path, backend: BackendKind, out: &Path, threads: usize) -> 
     if !status.success() {
         bail!("worker exited with {status}");
     }
-    let text = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let text =
+        std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
 
 fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job>> {
-    let train = (!args.no_train).then(|| TrainPlan { rollout_len: args.train_rollout_len, temperature: 1.0, lr: 1e-5, seed: args.seed });
-    let plan = |name: String, model: PathBuf, prompt: Vec<u32>, tokenizer_vocab: usize, config: Option<ModelConfig>| {
+    let train = (!args.no_train).then(|| TrainPlan {
+        rollout_len: args.train_rollout_len,
+        temperature: 1.0,
+        lr: 1e-5,
+        seed: args.seed,
+    });
+    let plan = |name: String,
+                model: PathBuf,
+                prompt: Vec<u32>,
+                tokenizer_vocab: usize,
+                config: Option<ModelConfig>| {
         let prefill = prompt.iter().copied().cycle().take(args.prefill_tokens).collect();
         let diffusion = config.and_then(|c| c.diffusion);
         Plan {
@@ -272,7 +303,10 @@ fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job
     };
     let mut plans = Vec::new();
     if let Some(model) = &args.model {
-        let config = model.is_dir().then(|| ModelConfig::from_file(&model.join("config.json"))).transpose()?;
+        let config = model
+            .is_dir()
+            .then(|| ModelConfig::from_file(&model.join("config.json")))
+            .transpose()?;
         let (prompt, vocab) = chat_prompt(model, &args.prompt)?;
         plans.push(plan(file_stem(model), model.clone(), prompt, vocab, config));
     } else {
@@ -286,7 +320,8 @@ fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job
                 BenchModel::Qwen3 => {
                     let dir = random_model::qwen3_0_6b(&args.cache, args.seed)?;
                     let vocab = random_model::QWEN3_TOKENIZER_VOCAB;
-                    let prompt = random_model::random_ids(args.random_prompt_tokens, vocab, args.seed);
+                    let prompt =
+                        random_model::random_ids(args.random_prompt_tokens, vocab, args.seed);
                     plans.push(plan("qwen3-0.6b-random".into(), dir, prompt, vocab, None));
                 }
             }
@@ -294,15 +329,19 @@ fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job
     }
     for plan in &mut plans {
         // Absolute, so that workers and the baseline can run from any directory.
-        plan.model = std::fs::canonicalize(&plan.model).with_context(|| format!("{}", plan.model.display()))?;
+        plan.model = std::fs::canonicalize(&plan.model)
+            .with_context(|| format!("{}", plan.model.display()))?;
     }
     Ok(plans.into_iter().map(|plan| Job { dir: args.out.join(&plan.name), plan }).collect())
 }
 
 /// The prompt's token ids (chat template applied when there is one) and the tokenizer's size.
 fn chat_prompt(model: &Path, message: &str) -> anyhow::Result<(Vec<u32>, usize)> {
-    let tokenizer = load_tokenizer(model).with_context(|| format!("loading the tokenizer of {}", model.display()))?;
-    let text = tokenizer.render_chat(&[ChatMessage::user(message.to_string())], true).unwrap_or_else(|_| message.to_string());
+    let tokenizer = load_tokenizer(model)
+        .with_context(|| format!("loading the tokenizer of {}", model.display()))?;
+    let text = tokenizer
+        .render_chat(&[ChatMessage::user(message.to_string())], true)
+        .unwrap_or_else(|_| message.to_string());
     Ok((tokenizer.encode(&text)?, tokenizer.vocab_size()))
 }
 
@@ -313,9 +352,14 @@ fn smollm2(path: &Path, repo: &Path) -> anyhow::Result<PathBuf> {
     }
     let script = repo.join("scripts/fetch-smollm2.sh");
     eprintln!("{} is missing; fetching it with {}", path.display(), script.display());
-    let status = Command::new("bash").arg(&script).status().context("running scripts/fetch-smollm2.sh")?;
+    let status =
+        Command::new("bash").arg(&script).status().context("running scripts/fetch-smollm2.sh")?;
     if !status.success() || !path.is_file() {
-        bail!("{} is missing and {} could not fetch it; pass --smollm2 PATH or --models qwen3", path.display(), script.display());
+        bail!(
+            "{} is missing and {} could not fetch it; pass --smollm2 PATH or --models qwen3",
+            path.display(),
+            script.display()
+        );
     }
     Ok(path.to_path_buf())
 }

@@ -9,7 +9,9 @@ use burn::prelude::Backend;
 use clap::Args;
 use opdlm_model::{load_pretrained, ChatMessage, Transformer};
 use opdlm_training::builtin::{self, DEFAULT_THRESHOLDS};
-use opdlm_training::eval::{evaluate, items_from_jsonl, markdown_table, DecodeMode, EvalItem, EvalSettings, ModeResult};
+use opdlm_training::eval::{
+    evaluate, items_from_jsonl, markdown_table, DecodeMode, EvalItem, EvalSettings, ModeResult,
+};
 use opdlm_training::pretrain::builtin_teacher_dir;
 use opdlm_training::trainer::stop_tokens;
 use serde::Serialize;
@@ -99,12 +101,17 @@ impl BackendTask for EvalTask {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.0;
         let model_path = args.model.clone().unwrap_or_else(builtin_teacher_dir);
-        let pretrained = load_pretrained::<B>(&model_path, &device).with_context(|| format!("loading {}", model_path.display()))?;
+        let pretrained = load_pretrained::<B>(&model_path, &device)
+            .with_context(|| format!("loading {}", model_path.display()))?;
         let (model, tokenizer) = (pretrained.model, pretrained.tokenizer);
         let builtin_tasks = args.prompts.is_none();
         let teacher_path = args.teacher.clone().or_else(|| builtin_tasks.then(builtin_teacher_dir));
         let teacher: Option<Transformer<B>> = match &teacher_path {
-            Some(path) => Some(load_pretrained::<B>(path, &device).with_context(|| format!("loading teacher {}", path.display()))?.model),
+            Some(path) => Some(
+                load_pretrained::<B>(path, &device)
+                    .with_context(|| format!("loading teacher {}", path.display()))?
+                    .model,
+            ),
             None => None,
         };
         let mut items = match &args.prompts {
@@ -116,32 +123,50 @@ impl BackendTask for EvalTask {
         }
         if args.chat {
             for item in &mut items {
-                item.prompt = tokenizer.render_chat(&[ChatMessage::user(item.prompt.clone())], true)?;
+                item.prompt =
+                    tokenizer.render_chat(&[ChatMessage::user(item.prompt.clone())], true)?;
             }
         }
-        let block_size = args.block_size.or(model.config().diffusion.as_ref().map(|d| d.block_size)).unwrap_or(4);
-        let max_new_tokens = args.max_new_tokens.unwrap_or(if builtin_tasks { builtin::MAX_NEW_TOKENS } else { 256 });
+        let block_size = args
+            .block_size
+            .or(model.config().diffusion.as_ref().map(|d| d.block_size))
+            .unwrap_or(4);
+        let max_new_tokens = args.max_new_tokens.unwrap_or(if builtin_tasks {
+            builtin::MAX_NEW_TOKENS
+        } else {
+            256
+        });
         let modes: Vec<DecodeMode> = args
             .modes
             .iter()
             .flat_map(|mode| match mode {
                 ModeArg::Ar => vec![DecodeMode::Ar],
                 ModeArg::Static => vec![DecodeMode::Static],
-                ModeArg::Dynamic => args.thresholds.iter().map(|&t| DecodeMode::Dynamic(t)).collect(),
+                ModeArg::Dynamic => {
+                    args.thresholds.iter().map(|&t| DecodeMode::Dynamic(t)).collect()
+                }
             })
             .collect();
         anyhow::ensure!(!modes.is_empty(), "--modes: nothing to run");
-        let settings = EvalSettings { block_size, max_new_tokens, batch_size: args.batch_size, modes };
+        let settings =
+            EvalSettings { block_size, max_new_tokens, batch_size: args.batch_size, modes };
         let stops = stop_tokens(model.config().eos_token_ids.clone(), &tokenizer);
         let results = run_eval(&model, &tokenizer, teacher.as_ref(), &items, &settings, &stops)?;
         let report = Report {
             model: model_path.display().to_string(),
             teacher: teacher_path.map(|p| p.display().to_string()),
-            prompts: args.prompts.as_ref().map_or_else(|| format!("built-in tasks, {} test problems (seed {})", items.len(), args.seed), |p| p.display().to_string()),
+            prompts: args.prompts.as_ref().map_or_else(
+                || format!("built-in tasks, {} test problems (seed {})", items.len(), args.seed),
+                |p| p.display().to_string(),
+            ),
             results: &results,
         };
         let table = markdown_table(&results);
-        write_report(&args.out, &report, &format!("# Evaluation of {}\n\nPrompts: {}\n\n{table}", report.model, report.prompts))?;
+        write_report(
+            &args.out,
+            &report,
+            &format!("# Evaluation of {}\n\nPrompts: {}\n\n{table}", report.model, report.prompts),
+        )?;
         println!("{table}");
         println!("report: {}/eval.json, {}/eval.md", args.out.display(), args.out.display());
         Ok(())
@@ -158,7 +183,9 @@ pub fn run_eval<B: Backend>(
     stops: &[u32],
 ) -> anyhow::Result<Vec<ModeResult>> {
     let bar = progress::bar(items.len() * settings.modes.len(), "prompts×modes");
-    let results = evaluate(model, tokenizer, teacher, items, settings, stops, |n| bar.inc(n as u64)).map_err(anyhow::Error::msg)?;
+    let results =
+        evaluate(model, tokenizer, teacher, items, settings, stops, |n| bar.inc(n as u64))
+            .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     Ok(results)
 }
@@ -167,7 +194,8 @@ pub fn run_eval<B: Backend>(
 pub fn write_report(dir: &Path, report: &impl Serialize, markdown: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = dir.join("eval.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
     let md = dir.join("eval.md");
     std::fs::write(&md, markdown).with_context(|| format!("writing {}", md.display()))?;
     Ok(())

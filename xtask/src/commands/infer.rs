@@ -79,10 +79,18 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
 
 fn validate(args: &InferArgs) -> anyhow::Result<()> {
     match args.sampler {
-        SamplerKind::Dynamic | SamplerKind::Margin if !(args.threshold > 0.0 && args.threshold <= 1.0) => {
-            bail!("--threshold must be in (0, 1] for the {:?} sampler, got {}", args.sampler, args.threshold)
+        SamplerKind::Dynamic | SamplerKind::Margin
+            if !(args.threshold > 0.0 && args.threshold <= 1.0) =>
+        {
+            bail!(
+                "--threshold must be in (0, 1] for the {:?} sampler, got {}",
+                args.sampler,
+                args.threshold
+            )
         }
-        SamplerKind::Entropy if !(args.threshold > 0.0) => bail!("--threshold (entropy budget) must be positive, got {}", args.threshold),
+        SamplerKind::Entropy if !(args.threshold > 0.0) => {
+            bail!("--threshold (entropy budget) must be positive, got {}", args.threshold)
+        }
         _ => {}
     }
     if args.block_size == Some(0) {
@@ -102,19 +110,20 @@ fn validate(args: &InferArgs) -> anyhow::Result<()> {
 
 impl BackendTask for InferArgs {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let pretrained = load_pretrained::<B>(&self.model, &device).with_context(|| format!("loading {}", self.model.display()))?;
+        let pretrained = load_pretrained::<B>(&self.model, &device)
+            .with_context(|| format!("loading {}", self.model.display()))?;
         let tokenizer = pretrained.tokenizer;
         let converted = pretrained.model.config().diffusion.clone();
         let block_size = self.block_size.or(converted.as_ref().map(|d| d.block_size)).unwrap_or(4);
         if converted.is_none() && self.sampler != SamplerKind::Ar {
-            eprintln!("note: {} is an unconverted autoregressive model; decoding it with shifted logits", self.model.display());
+            eprintln!(
+                "note: {} is an unconverted autoregressive model; decoding it with shifted logits",
+                self.model.display()
+            );
         }
         let model = pretrained.model.into_diffusion(tokenizer.vocab_size(), block_size, true);
         let prompts = self.prompt_texts(&tokenizer)?;
-        let ids = prompts
-            .iter()
-            .map(|p| tokenizer.encode(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ids = prompts.iter().map(|p| tokenizer.encode(p)).collect::<Result<Vec<_>, _>>()?;
         let config = self.decode_config(&model, &tokenizer, block_size);
 
         let stream = ids.len() == 1;
@@ -147,7 +156,9 @@ impl InferArgs {
     /// The prompt strings to encode, chat template applied when asked.
     fn prompt_texts(&self, tokenizer: &TextTokenizer) -> anyhow::Result<Vec<String>> {
         let records = match (&self.prompt, &self.prompts) {
-            (Some(p), _) => vec![PromptRecord { prompt: Some(p.clone()), messages: None, answer: None }],
+            (Some(p), _) => {
+                vec![PromptRecord { prompt: Some(p.clone()), messages: None, answer: None }]
+            }
             (None, Some(path)) => read_prompt_file(path)?,
             (None, None) => bail!("give --prompt or --prompts"),
         };
@@ -161,14 +172,25 @@ impl InferArgs {
             .collect()
     }
 
-    fn decode_config<B: Backend>(&self, model: &Transformer<B>, tokenizer: &TextTokenizer, block_size: usize) -> DecodeConfig {
-        let sampling = SamplingConfig { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p };
+    fn decode_config<B: Backend>(
+        &self,
+        model: &Transformer<B>,
+        tokenizer: &TextTokenizer,
+        block_size: usize,
+    ) -> DecodeConfig {
+        let sampling =
+            SamplingConfig { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p };
         let mut stop_tokens = model.config().eos_token_ids.clone();
         if let Some(eos) = tokenizer.eos_token().and_then(|t| tokenizer.token_to_id(t)) {
             stop_tokens.push(eos);
         }
         if self.sampler == SamplerKind::Ar {
-            return DecodeConfig::autoregressive(self.max_new_tokens, sampling, stop_tokens, self.seed);
+            return DecodeConfig::autoregressive(
+                self.max_new_tokens,
+                sampling,
+                stop_tokens,
+                self.seed,
+            );
         }
         let rule = match self.sampler {
             SamplerKind::Static | SamplerKind::Ar => CommitRule::Static,
@@ -185,4 +207,3 @@ impl InferArgs {
         }
     }
 }
-

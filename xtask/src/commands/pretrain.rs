@@ -53,11 +53,23 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
-        shape: opdlm_training::pretrain::TeacherShape { hidden: args.hidden, layers: args.layers, intermediate: args.intermediate, ..defaults.shape },
+        shape: opdlm_training::pretrain::TeacherShape {
+            hidden: args.hidden,
+            layers: args.layers,
+            intermediate: args.intermediate,
+            ..defaults.shape
+        },
         ..defaults
     };
-    anyhow::ensure!(config.steps > 0 && config.batch_size > 0, "--steps and --batch-size must be at least 1");
-    anyhow::ensure!(config.shape.hidden % config.shape.heads == 0, "--hidden must be a multiple of {} (heads)", config.shape.heads);
+    anyhow::ensure!(
+        config.steps > 0 && config.batch_size > 0,
+        "--steps and --batch-size must be at least 1"
+    );
+    anyhow::ensure!(
+        config.shape.hidden % config.shape.heads == 0,
+        "--hidden must be a multiple of {} (heads)",
+        config.shape.heads
+    );
     dispatch(args.backend, PretrainTask(config))
 }
 
@@ -80,9 +92,19 @@ impl BackendTask for PretrainTask {
         .map_err(anyhow::Error::msg)
         .context("pretraining failed")?;
         bar.finish();
-        println!("teacher: {} ({} parameters), final loss {:.4}, {:.0} s", summary.out.display(), summary.parameters, summary.final_loss, summary.seconds);
+        println!(
+            "teacher: {} ({} parameters), final loss {:.4}, {:.0} s",
+            summary.out.display(),
+            summary.parameters,
+            summary.final_loss,
+            summary.seconds
+        );
         for (task, result) in &summary.accuracy {
-            println!("\n{} (test split, greedy AR):\n{}", task.name(), markdown_table(std::slice::from_ref(result)));
+            println!(
+                "\n{} (test split, greedy AR):\n{}",
+                task.name(),
+                markdown_table(std::slice::from_ref(result))
+            );
         }
         Ok(())
     }

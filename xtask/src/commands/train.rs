@@ -169,14 +169,36 @@ impl TrainArgs {
             Some(path) => TrainConfig::from_toml_file(path)?,
             None if self.is_builtin() => {
                 let out = self.out.clone().unwrap_or_else(builtin::default_out);
-                builtin::builtin_train_config(&out, self.seed.unwrap_or(0)).with_context(|| format!("writing the built-in prompts into {}", out.display()))?
+                builtin::builtin_train_config(&out, self.seed.unwrap_or(0)).with_context(|| {
+                    format!("writing the built-in prompts into {}", out.display())
+                })?
             }
             None => TrainConfig::default(),
         };
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
-        set!(teacher, prompts, out, block_size, threshold, temperature, lr, final_lr, warmup, batch_size, grad_accum, rollout_len_min, rollout_len_max, rollout_len_ramp, steps, checkpoint_every, keep_checkpoints, max_bad_steps, seed);
+        set!(
+            teacher,
+            prompts,
+            out,
+            block_size,
+            threshold,
+            temperature,
+            lr,
+            final_lr,
+            warmup,
+            batch_size,
+            grad_accum,
+            rollout_len_min,
+            rollout_len_max,
+            rollout_len_ramp,
+            steps,
+            checkpoint_every,
+            keep_checkpoints,
+            max_bad_steps,
+            seed
+        );
         if self.top_k_logits.is_some() {
             c.top_k_logits = self.top_k_logits;
         }
@@ -222,8 +244,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
 impl BackendTask for TrainTask {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let summary = train::<Autodiff<B>>(&self.config, &device, self.resume).context("training failed")?;
-        println!("trained {} steps on {:.0} tokens: loss {:.4} → {:.4}", summary.steps, summary.tokens_total, summary.first_loss, summary.last_loss);
+        let summary =
+            train::<Autodiff<B>>(&self.config, &device, self.resume).context("training failed")?;
+        println!(
+            "trained {} steps on {:.0} tokens: loss {:.4} → {:.4}",
+            summary.steps, summary.tokens_total, summary.first_loss, summary.last_loss
+        );
         println!("model:   {}", summary.model_dir.display());
         println!("metrics: {}", summary.metrics.display());
         if let Some(plot) = summary.plot {
@@ -238,17 +264,39 @@ impl BackendTask for TrainTask {
 
 /// Teacher vs student on the built-in test split: accuracy under AR, static and dynamic
 /// decoding, tokens per step; written to `<out>/eval/` and printed.
-fn compare_on_builtin_tasks<B: Backend>(config: &TrainConfig, student_dir: &std::path::Path, device: &B::Device) -> anyhow::Result<()> {
-    let teacher = load_pretrained::<B>(&config.teacher, device).with_context(|| format!("loading {}", config.teacher.display()))?;
-    let student = load_pretrained::<B>(student_dir, device).with_context(|| format!("loading {}", student_dir.display()))?;
+fn compare_on_builtin_tasks<B: Backend>(
+    config: &TrainConfig,
+    student_dir: &std::path::Path,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    let teacher = load_pretrained::<B>(&config.teacher, device)
+        .with_context(|| format!("loading {}", config.teacher.display()))?;
+    let student = load_pretrained::<B>(student_dir, device)
+        .with_context(|| format!("loading {}", student_dir.display()))?;
     let items = builtin::test_items(builtin::TEST_PROBLEMS, config.seed);
     let settings = builtin::eval_settings(config.block_size, &builtin::DEFAULT_THRESHOLDS);
     let stops = stop_tokens(teacher.model.config().eos_token_ids.clone(), &teacher.tokenizer);
     println!("\nevaluating teacher and student on {} test problems…", items.len());
-    let teacher_results = run_eval(&teacher.model, &teacher.tokenizer, Some(&teacher.model), &items, &settings, &stops)?;
-    let student_results = run_eval(&student.model, &student.tokenizer, Some(&teacher.model), &items, &settings, &stops)?;
-    let reference = teacher_results.iter().find(|r| r.mode == "ar").map_or(f64::NAN, |r| r.accuracy);
-    let student_static = student_results.iter().find(|r| r.mode == "static").map_or(f64::NAN, |r| r.accuracy);
+    let teacher_results = run_eval(
+        &teacher.model,
+        &teacher.tokenizer,
+        Some(&teacher.model),
+        &items,
+        &settings,
+        &stops,
+    )?;
+    let student_results = run_eval(
+        &student.model,
+        &student.tokenizer,
+        Some(&teacher.model),
+        &items,
+        &settings,
+        &stops,
+    )?;
+    let reference =
+        teacher_results.iter().find(|r| r.mode == "ar").map_or(f64::NAN, |r| r.accuracy);
+    let student_static =
+        student_results.iter().find(|r| r.mode == "static").map_or(f64::NAN, |r| r.accuracy);
     let headline = format!(
         "student static accuracy {:.1}% = {:.0}% of the teacher's AR accuracy {:.1}%",
         100.0 * student_static,

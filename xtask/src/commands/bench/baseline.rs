@@ -11,11 +11,18 @@ pub const SCRIPT: &str = "scripts/bench_baseline.py";
 
 /// The Python interpreter: `$PYTHON`, else `python3`, else `python`.
 fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| if which("python3") { "python3".into() } else { "python".into() })
+    std::env::var("PYTHON").unwrap_or_else(|_| {
+        if which("python3") {
+            "python3".into()
+        } else {
+            "python".into()
+        }
+    })
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Why the baseline cannot run here, or `None` when it can (script present, torch and
@@ -59,5 +66,8 @@ pub fn run(repo: &Path, plan: &Path, out: &Path) -> Result<Measured, String> {
 /// The repository root (where `scripts/` lives): the working directory or one of its parents.
 pub fn repo_root() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors().find(|dir| dir.join("scripts").is_dir() && dir.join("Cargo.toml").is_file()).map(Path::to_path_buf).unwrap_or(cwd)
+    cwd.ancestors()
+        .find(|dir| dir.join("scripts").is_dir() && dir.join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(cwd)
 }

@@ -51,14 +51,26 @@ pub struct LogitsCheck {
 fn cases(model_dir: &Path, vocab: usize) -> anyhow::Result<Vec<Case>> {
     let reference = model_dir.join("reference.json");
     if reference.is_file() {
-        let text = std::fs::read_to_string(&reference).with_context(|| format!("reading {}", reference.display()))?;
-        let parsed: Reference = serde_json::from_str(&text).with_context(|| format!("parsing {}", reference.display()))?;
+        let text = std::fs::read_to_string(&reference)
+            .with_context(|| format!("reading {}", reference.display()))?;
+        let parsed: Reference = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", reference.display()))?;
         return Ok(parsed.cases);
     }
     let ids: Vec<u32> = (0..16u64).map(|i| ((i * 7919 + 13) % vocab as u64) as u32).collect();
     Ok(vec![
-        Case { name: "causal_len16".into(), input_ids: vec![ids.clone()], mode: "causal".into(), logits: None },
-        Case { name: "block4_len16".into(), input_ids: vec![ids], mode: serde_json::json!({ "block_causal": 4 }), logits: None },
+        Case {
+            name: "causal_len16".into(),
+            input_ids: vec![ids.clone()],
+            mode: "causal".into(),
+            logits: None,
+        },
+        Case {
+            name: "block4_len16".into(),
+            input_ids: vec![ids],
+            mode: serde_json::json!({ "block_causal": 4 }),
+            logits: None,
+        },
     ])
 }
 
@@ -73,7 +85,11 @@ fn mode(value: &serde_json::Value) -> anyhow::Result<AttentionMode> {
 }
 
 /// Logits of every case, flattened, on backend `B`.
-fn logits_of<B: Backend>(model: &Transformer<B>, cases: &[Case], device: &B::Device) -> anyhow::Result<Vec<Vec<f32>>> {
+fn logits_of<B: Backend>(
+    model: &Transformer<B>,
+    cases: &[Case],
+    device: &B::Device,
+) -> anyhow::Result<Vec<Vec<f32>>> {
     cases
         .iter()
         .map(|case| {
@@ -81,7 +97,12 @@ fn logits_of<B: Backend>(model: &Transformer<B>, cases: &[Case], device: &B::Dev
             let ids: Vec<i64> = case.input_ids.iter().flatten().map(|&t| t as i64).collect();
             let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, len]), device);
             let layout = Layout::contiguous(mode(&case.mode)?, batch, 0, len, device);
-            Ok(model.forward(tokens, &layout).into_data().convert::<f32>().to_vec().expect("float logits"))
+            Ok(model
+                .forward(tokens, &layout)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("float logits"))
         })
         .collect()
 }
@@ -98,9 +119,15 @@ fn argmaxes(logits: &[f32], vocab: usize) -> Vec<usize> {
 }
 
 /// Compares backend `B` with the CPU backend `C` on `model_path`.
-pub fn check<B: Backend, C: Backend>(model_path: &Path, backend: &str, cpu_backend: &str, device: &B::Device) -> anyhow::Result<LogitsCheck> {
+pub fn check<B: Backend, C: Backend>(
+    model_path: &Path,
+    backend: &str,
+    cpu_backend: &str,
+    device: &B::Device,
+) -> anyhow::Result<LogitsCheck> {
     let cpu_device = C::Device::default();
-    let cpu_model: Transformer<C> = load_model(model_path, &cpu_device).with_context(|| format!("loading {}", model_path.display()))?;
+    let cpu_model: Transformer<C> = load_model(model_path, &cpu_device)
+        .with_context(|| format!("loading {}", model_path.display()))?;
     let vocab = cpu_model.config().vocab_size;
     let cases = cases(model_path, vocab)?;
     let expected = logits_of(&cpu_model, &cases, &cpu_device)?;
@@ -122,7 +149,13 @@ pub fn check<B: Backend, C: Backend>(model_path: &Path, backend: &str, cpu_backe
         })
         .collect();
     let worst = results.iter().map(|r| r.max_abs_diff_vs_cpu).fold(0.0, f32::max);
-    Ok(LogitsCheck { model: model_path.display().to_string(), backend: backend.into(), cpu_backend: cpu_backend.into(), cases: results, max_abs_diff_vs_cpu: worst })
+    Ok(LogitsCheck {
+        model: model_path.display().to_string(),
+        backend: backend.into(),
+        cpu_backend: cpu_backend.into(),
+        cases: results,
+        max_abs_diff_vs_cpu: worst,
+    })
 }
 
 /// Prints a check as a Markdown table.
@@ -132,6 +165,12 @@ pub fn print(check: &LogitsCheck) {
     println!("|---|---|---|---|---|");
     for c in &check.cases {
         let hf = c.max_abs_diff_vs_transformers.map_or("–".into(), |d| format!("{d:.2e}"));
-        println!("| {} | {} | {:.2e} | {hf} | {} |", c.name, c.tokens, c.max_abs_diff_vs_cpu, if c.argmax_equal_to_cpu { "yes" } else { "NO" });
+        println!(
+            "| {} | {} | {:.2e} | {hf} | {} |",
+            c.name,
+            c.tokens,
+            c.max_abs_diff_vs_cpu,
+            if c.argmax_equal_to_cpu { "yes" } else { "NO" }
+        );
     }
 }

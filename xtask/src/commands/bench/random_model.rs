@@ -50,16 +50,21 @@ pub fn qwen3_0_6b(cache: &Path, seed: u64) -> anyhow::Result<PathBuf> {
     if dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() {
         return Ok(dir);
     }
-    eprintln!("writing a random-weight Qwen3-0.6B (seed {seed}) to {} (once, ≈ 1.2 GB)", dir.display());
+    eprintln!(
+        "writing a random-weight Qwen3-0.6B (seed {seed}) to {} (once, ≈ 1.2 GB)",
+        dir.display()
+    );
     let staging = dir.with_extension("staging");
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
     }
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let config = ModelConfig::from_json_str(QWEN3_0_6B_CONFIG, "Qwen3-0.6B config")?;
     std::fs::write(staging.join("config.json"), QWEN3_0_6B_CONFIG)?;
     write_random_safetensors(&config, &staging.join("model.safetensors"), seed)?;
-    std::fs::rename(&staging, &dir).with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
+    std::fs::rename(&staging, &dir)
+        .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
     Ok(dir)
 }
 
@@ -107,7 +112,8 @@ fn write_random_safetensors(config: &ModelConfig, path: &Path, seed: u64) -> any
     // The data section must start 8-byte aligned.
     header.resize(header.len().div_ceil(8) * 8, b' ');
 
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     out.write_all(&(header.len() as u64).to_le_bytes())?;
     out.write_all(&header)?;
@@ -173,7 +179,8 @@ mod tests {
     #[test]
     fn qwen3_shapes_count_0_6b_parameters() {
         let config = ModelConfig::from_json_str(QWEN3_0_6B_CONFIG, "test").unwrap();
-        let params: usize = tensor_shapes(&config).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let params: usize =
+            tensor_shapes(&config).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         assert_eq!(params, 596_049_920);
     }
 }

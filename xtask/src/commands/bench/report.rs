@@ -31,7 +31,12 @@ struct Row {
     value: Box<dyn Fn(&Measured) -> Option<f64>>,
 }
 
-fn row(label: impl Into<String>, better: Better, decimals: usize, value: impl Fn(&Measured) -> Option<f64> + 'static) -> Row {
+fn row(
+    label: impl Into<String>,
+    better: Better,
+    decimals: usize,
+    value: impl Fn(&Measured) -> Option<f64> + 'static,
+) -> Row {
     Row { label: label.into(), better, decimals, value: Box::new(value) }
 }
 
@@ -52,18 +57,37 @@ fn rows(plan: &Plan) -> Vec<Row> {
     let (b, g) = (plan.block_size, plan.threshold);
     let mut rows = vec![
         row("load s", Better::Lower, 2, |m| Some(m.load_seconds)),
-        row(format!("prefill tok/s ({} tokens)", plan.prefill.len()), Better::Higher, 1, |m| speed(m, "prefill").map(|s| s.tokens_per_second)),
-        row(format!("AR decode tok/s ({} tokens)", plan.max_new_tokens), Better::Higher, 2, |m| speed(m, "ar").map(|s| s.tokens_per_second)),
-        row(format!("static B={b} tok/s"), Better::Higher, 2, |m| speed(m, "static").map(|s| s.tokens_per_second)),
-        row(format!("dynamic γ={g} B={b} tok/s"), Better::Higher, 2, |m| speed(m, "dynamic").map(|s| s.tokens_per_second)),
-        row("static tokens/forward", Better::Neither, 2, |m| speed(m, "static").map(|s| s.tokens_per_forward)),
-        row("dynamic tokens/forward", Better::Neither, 2, |m| speed(m, "dynamic").map(|s| s.tokens_per_forward)),
+        row(format!("prefill tok/s ({} tokens)", plan.prefill.len()), Better::Higher, 1, |m| {
+            speed(m, "prefill").map(|s| s.tokens_per_second)
+        }),
+        row(format!("AR decode tok/s ({} tokens)", plan.max_new_tokens), Better::Higher, 2, |m| {
+            speed(m, "ar").map(|s| s.tokens_per_second)
+        }),
+        row(format!("static B={b} tok/s"), Better::Higher, 2, |m| {
+            speed(m, "static").map(|s| s.tokens_per_second)
+        }),
+        row(format!("dynamic γ={g} B={b} tok/s"), Better::Higher, 2, |m| {
+            speed(m, "dynamic").map(|s| s.tokens_per_second)
+        }),
+        row("static tokens/forward", Better::Neither, 2, |m| {
+            speed(m, "static").map(|s| s.tokens_per_forward)
+        }),
+        row("dynamic tokens/forward", Better::Neither, 2, |m| {
+            speed(m, "dynamic").map(|s| s.tokens_per_forward)
+        }),
     ];
     if let Some(t) = &plan.train {
         rows.extend([
-            row(format!("train step s (rollout {} tokens)", t.rollout_len), Better::Lower, 2, |m| train(m, |t| t.total_seconds)),
+            row(
+                format!("train step s (rollout {} tokens)", t.rollout_len),
+                Better::Lower,
+                2,
+                |m| train(m, |t| t.total_seconds),
+            ),
             row("· rollout s", Better::Lower, 2, |m| train(m, |t| t.rollout_seconds)),
-            row("· rollout forwards", Better::Neither, 0, |m| train(m, |t| t.rollout_forwards as f64)),
+            row("· rollout forwards", Better::Neither, 0, |m| {
+                train(m, |t| t.rollout_forwards as f64)
+            }),
             row("· teacher s", Better::Lower, 2, |m| train(m, |t| t.teacher_seconds)),
             row("· student fwd+bwd s", Better::Lower, 2, |m| train(m, |t| t.student_seconds)),
             row("· clip + AdamW s", Better::Lower, 2, |m| train(m, |t| t.optimizer_seconds)),
@@ -71,12 +95,20 @@ fn rows(plan: &Plan) -> Vec<Row> {
     }
     rows.extend([
         row("peak RSS MiB: load", Better::Lower, 0, |m| m.load_peak_rss_mib),
-        row("peak RSS MiB: prefill", Better::Lower, 0, |m| speed(m, "prefill").and_then(|s| s.peak_rss_mib)),
-        row("peak RSS MiB: AR decode", Better::Lower, 0, |m| speed(m, "ar").and_then(|s| s.peak_rss_mib)),
-        row("peak RSS MiB: dynamic decode", Better::Lower, 0, |m| speed(m, "dynamic").and_then(|s| s.peak_rss_mib)),
+        row("peak RSS MiB: prefill", Better::Lower, 0, |m| {
+            speed(m, "prefill").and_then(|s| s.peak_rss_mib)
+        }),
+        row("peak RSS MiB: AR decode", Better::Lower, 0, |m| {
+            speed(m, "ar").and_then(|s| s.peak_rss_mib)
+        }),
+        row("peak RSS MiB: dynamic decode", Better::Lower, 0, |m| {
+            speed(m, "dynamic").and_then(|s| s.peak_rss_mib)
+        }),
     ]);
     if plan.train.is_some() {
-        rows.push(row("peak RSS MiB: train step", Better::Lower, 0, |m| m.train.as_ref().and_then(|t| t.peak_rss_mib)));
+        rows.push(row("peak RSS MiB: train step", Better::Lower, 0, |m| {
+            m.train.as_ref().and_then(|t| t.peak_rss_mib)
+        }));
     }
     rows
 }
@@ -226,7 +258,9 @@ pub fn load_average() -> Option<f64> {
 
 /// The JSON report: every plan and every implementation's raw figures.
 pub fn json(reports: &[ModelReport], threads: usize, load: &LoadAverage) -> serde_json::Value {
-    let generated = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let generated = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     serde_json::json!({
         "threads": threads,
         "generated_unix": generated,
@@ -245,5 +279,8 @@ pub fn json(reports: &[ModelReport], threads: usize, load: &LoadAverage) -> serd
 /// The CPU's model name (Linux), for the record.
 fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string())
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
 }

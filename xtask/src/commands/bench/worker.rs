@@ -28,12 +28,22 @@ use super::plan::{Measured, Plan, Speed, TrainPlan, TrainTiming};
 const WARMUP_TOKENS: usize = 8;
 
 /// Runs every phase of `plan` on backend `B` and returns what was measured.
-pub fn measure<B: Backend>(plan: &Plan, backend: &str, device: &B::Device) -> anyhow::Result<Measured> {
-    let mut measured = Measured { implementation: "opdlm".into(), backend: backend.into(), threads: plan.threads, ..Default::default() };
+pub fn measure<B: Backend>(
+    plan: &Plan,
+    backend: &str,
+    device: &B::Device,
+) -> anyhow::Result<Measured> {
+    let mut measured = Measured {
+        implementation: "opdlm".into(),
+        backend: backend.into(),
+        threads: plan.threads,
+        ..Default::default()
+    };
 
     reset_peak_rss();
     let started = Instant::now();
-    let model: Transformer<Autodiff<B>> = load_model(&plan.model, device).with_context(|| format!("loading {}", plan.model.display()))?;
+    let model: Transformer<Autodiff<B>> = load_model(&plan.model, device)
+        .with_context(|| format!("loading {}", plan.model.display()))?;
     let inference: Transformer<B> = model.valid();
     sync::<B>(device);
     measured.load_seconds = started.elapsed().as_secs_f64();
@@ -53,7 +63,10 @@ pub fn measure<B: Backend>(plan: &Plan, backend: &str, device: &B::Device) -> an
 
     let diffusion = |rule| DecodeConfig::diffusion(plan.block_size, plan.max_new_tokens, rule);
     let runs = [
-        ("ar", DecodeConfig::autoregressive(plan.max_new_tokens, SamplingConfig::GREEDY, vec![], 0)),
+        (
+            "ar",
+            DecodeConfig::autoregressive(plan.max_new_tokens, SamplingConfig::GREEDY, vec![], 0),
+        ),
         ("static", diffusion(CommitRule::Static)),
         ("dynamic", diffusion(CommitRule::Dynamic { threshold: plan.threshold })),
     ];
@@ -61,16 +74,23 @@ pub fn measure<B: Backend>(plan: &Plan, backend: &str, device: &B::Device) -> an
     for (name, config) in runs {
         let speed = best_of(plan.repeats, || {
             reset_peak_rss();
-            let generation = generate(&decoder, std::slice::from_ref(&plan.prompt), &config, |_| {})?;
+            let generation =
+                generate(&decoder, std::slice::from_ref(&plan.prompt), &config, |_| {})?;
             measured.outputs.insert(name.to_string(), generation.rows[0].tokens.clone());
             let stats = generation.stats;
-            Ok(Speed::new(stats.tokens, stats.forwards, stats.elapsed.as_secs_f64(), peak_rss_mib()))
+            Ok(Speed::new(
+                stats.tokens,
+                stats.forwards,
+                stats.elapsed.as_secs_f64(),
+                peak_rss_mib(),
+            ))
         })?;
         report(backend, plan, name, Some(&speed));
         speeds.push(speed);
     }
     let mut speeds = speeds.into_iter();
-    (measured.ar, measured.static_, measured.dynamic) = (speeds.next(), speeds.next(), speeds.next());
+    (measured.ar, measured.static_, measured.dynamic) =
+        (speeds.next(), speeds.next(), speeds.next());
     drop(decoder);
 
     if let Some(train) = &plan.train {
@@ -90,7 +110,8 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
     let started = Instant::now();
     let mut cache = model.new_cache();
     let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, prompt.len(), device);
-    let hidden = model.hidden(ids::<B>(prompt, device), &layout, Some((&mut cache, CacheUse::Commit)));
+    let hidden =
+        model.hidden(ids::<B>(prompt, device), &layout, Some((&mut cache, CacheUse::Commit)));
     let last = prompt.len() - 1;
     let logits = model.lm_head(hidden.slice(s![.., last..last + 1, ..]));
     let _ = logits.argmax(2).into_data();
@@ -99,9 +120,15 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
 
 /// One OPDLM step through the training crate's `TrainStep` (the timing split is its
 /// `StepOutput`), then clipping and AdamW through `TrainStep::optimize`.
-fn train_step<B: Backend>(model: Transformer<Autodiff<B>>, plan: &Plan, train: &TrainPlan, device: &B::Device) -> anyhow::Result<TrainTiming> {
+fn train_step<B: Backend>(
+    model: Transformer<Autodiff<B>>,
+    plan: &Plan,
+    train: &TrainPlan,
+    device: &B::Device,
+) -> anyhow::Result<TrainTiming> {
     let student = model.into_diffusion(plan.tokenizer_vocab, plan.block_size, false);
-    let mask_id = student.config().diffusion.as_ref().expect("into_diffusion sets it").mask_token_id;
+    let mask_id =
+        student.config().diffusion.as_ref().expect("into_diffusion sets it").mask_token_id;
     let teacher = student.clone();
     let settings = StepSettings {
         objective: Objective::Opdlm,
@@ -114,15 +141,32 @@ fn train_step<B: Backend>(model: Transformer<Autodiff<B>>, plan: &Plan, train: &
             stop_tokens: vec![],
         },
         targets: Targets::Teacher { divergence: Divergence::ForwardKl, top_k: None },
-        curriculum: Curriculum { min_len: train.rollout_len, max_len: train.rollout_len, ramp_steps: 0, shape: RampShape::Linear },
+        curriculum: Curriculum {
+            min_len: train.rollout_len,
+            max_len: train.rollout_len,
+            ramp_steps: 0,
+            shape: RampShape::Linear,
+        },
         mask_id,
         max_grad_norm: 1.0,
-        guard: std::sync::Arc::new(opdlm_training::guard::NumericGuard::new(usize::MAX, burn::train::Interrupter::new())),
+        guard: std::sync::Arc::new(opdlm_training::guard::NumericGuard::new(
+            usize::MAX,
+            burn::train::Interrupter::new(),
+        )),
         faults: Default::default(),
     };
     let distiller = Distiller::new(student, teacher, settings);
-    let mut optimizer = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).with_weight_decay(0.0).init();
-    let batch = PromptBatch { step: 0, items: vec![PromptItem { prompt: plan.prompt.clone(), response: None }], seed: train.seed };
+    let mut optimizer = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init();
+    let batch = PromptBatch {
+        step: 0,
+        items: vec![PromptItem { prompt: plan.prompt.clone(), response: None }],
+        seed: train.seed,
+    };
 
     reset_peak_rss();
     let started = Instant::now();
@@ -142,14 +186,18 @@ fn train_step<B: Backend>(model: Transformer<Autodiff<B>>, plan: &Plan, train: &
         optimizer_seconds,
         total_seconds: step_seconds + optimizer_seconds,
         rollout_tokens,
-        rollout_forwards: (rollout_tokens as f64 / item.rollout_tokens_per_forward.max(1e-9)).round() as usize,
+        rollout_forwards: (rollout_tokens as f64 / item.rollout_tokens_per_forward.max(1e-9))
+            .round() as usize,
         loss: item.loss,
         peak_rss_mib: peak_rss_mib(),
     })
 }
 
 /// The fastest of `repeats` runs (at least one).
-fn best_of(repeats: usize, mut run: impl FnMut() -> anyhow::Result<Speed>) -> anyhow::Result<Speed> {
+fn best_of(
+    repeats: usize,
+    mut run: impl FnMut() -> anyhow::Result<Speed>,
+) -> anyhow::Result<Speed> {
     let mut best: Option<Speed> = None;
     for _ in 0..repeats.max(1) {
         let speed = run()?;
@@ -175,10 +223,18 @@ fn sync<B: Backend>(device: &B::Device) {
 }
 
 /// Reads the plan at `plan_path`, measures on `B` and writes the result to `out`.
-pub fn run<B: Backend>(plan_path: &Path, backend: &str, out: &Path, device: B::Device) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(plan_path).with_context(|| format!("reading {}", plan_path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+pub fn run<B: Backend>(
+    plan_path: &Path,
+    backend: &str,
+    out: &Path,
+    device: B::Device,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(plan_path)
+        .with_context(|| format!("reading {}", plan_path.display()))?;
+    let plan: Plan =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
     let measured = measure::<B>(&plan, backend, &device)?;
-    std::fs::write(out, serde_json::to_string_pretty(&measured)?).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(out, serde_json::to_string_pretty(&measured)?)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
