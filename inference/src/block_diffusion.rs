@@ -17,26 +17,31 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
-use opdlm_model::{AttentionMode, CacheUse, Layout, Transformer};
+use opdlm_model::{AttentionMode, CacheUse, KvCache, Layout, Transformer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::commit::{static_schedule, CommitRule};
-use crate::sampling::{choose, forbidden_row, SamplingConfig};
+use crate::sampling::{choose, Choice, SamplingConfig};
 use crate::stats::DecodeStats;
 use crate::trajectory::{RowOutput, VisitedState};
 
+/// Everything [`generate`] needs to know besides the model and the prompts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeConfig {
     /// Slots per block; attention is bidirectional inside a block.
     pub block_size: usize,
     /// At most this many denoising steps per block (the static rule uses exactly this).
     pub steps_per_block: usize,
+    /// Generation limit per prompt.
     pub max_new_tokens: usize,
+    /// How a token is drawn for a masked slot.
     pub sampling: SamplingConfig,
+    /// Which drawn tokens a denoising step keeps.
     pub rule: CommitRule,
     /// Generation of a row ends at the first of these.
     pub stop_tokens: Vec<u32>,
+    /// Seed of row `i`'s generator is `seed + i`.
     pub seed: u64,
     /// Read slot `i`'s prediction at position `i - 1` (`None`: as the model's config says).
     pub shift_logits: Option<bool>,
@@ -77,24 +82,51 @@ impl DecodeConfig {
             ..Self::diffusion(1, max_new_tokens, CommitRule::Static)
         }
     }
+
+    /// Rejects settings no model can decode with, naming the setting: every caller
+    /// (`infer`, evaluation, training rollouts, [`generate`]) checks through this.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if self.block_size == 0 {
+            return Err(DecodeError::ZeroBlockSize);
+        }
+        if self.steps_per_block == 0 {
+            return Err(DecodeError::ZeroSteps);
+        }
+        self.rule
+            .validate()
+            .map_err(|message| DecodeError::BadRule { rule: self.rule, message })?;
+        self.sampling.validate().map_err(DecodeError::BadSampling)
+    }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Settings or prompts [`generate`] cannot decode, with what is wrong.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[allow(missing_docs)] // the fields are named by the messages
 pub enum DecodeError {
+    /// The model was never given a mask token.
     #[error("the model has no mask token: convert it first (Transformer::into_diffusion)")]
     NoMaskToken,
+    /// A prompt has no tokens (nothing to condition on).
     #[error("prompt {row} is empty")]
     EmptyPrompt { row: usize },
+    /// A prompt plus the generation limit does not fit the model's context.
     #[error("prompt {row} has {prompt} tokens; with max_new_tokens = {new} that exceeds the model's context of {context}")]
     TooLong { row: usize, prompt: usize, new: usize, context: usize },
+    /// Block size 0.
     #[error("block size must be at least 1")]
     ZeroBlockSize,
+    /// A block longer than the model's context.
     #[error("block size {block} exceeds the model's context of {context}")]
     BlockTooLarge { block: usize, context: usize },
+    /// A threshold or budget the commit rule cannot use.
     #[error("commit rule {rule:?}: {message}")]
     BadRule { rule: CommitRule, message: String },
+    /// Zero denoising steps per block.
     #[error("steps per block must be at least 1")]
     ZeroSteps,
+    /// A temperature or top-p out of range.
+    #[error("{0}")]
+    BadSampling(String),
 }
 
 /// What one finished block added to one row, for streaming.
@@ -107,9 +139,11 @@ pub struct BlockEvent<'a> {
     pub finished: bool,
 }
 
+/// The result of [`generate`].
 pub struct Generation {
     /// One output per prompt, in prompt order.
     pub rows: Vec<RowOutput>,
+    /// Forward passes, tokens and time of the whole run.
     pub stats: DecodeStats,
 }
 
@@ -123,18 +157,32 @@ enum Slot {
 
 /// Book-keeping of one sequence on the slot grid.
 struct Row {
+    /// Index of the prompt this row answers.
     id: usize,
+    /// Void slots before the prompt (a multiple of the block size).
     left_pad: usize,
+    /// First generated slot (`left_pad + prompt length`).
     gen_start: usize,
+    /// One past the row's last slot: `gen_start + max_new_tokens`, or just past its stop
+    /// token once it stopped.
     end: usize,
+    /// Every slot of the grid: void, a fixed token (prompt or committed) or masked.
     slots: Vec<Slot>,
+    /// Per slot, the row-local denoising step that unmasked it.
     unmask_step: Vec<usize>,
+    /// Denoising steps this row has taken (the trajectory's clock).
     steps: usize,
+    /// Forward passes this row took part in.
     forwards: usize,
+    /// Slots the static schedule unmasks at each step of the active block.
     schedule: Vec<usize>,
+    /// Steps taken in the active block.
     block_step: usize,
+    /// States fed to the model, when the config asks for them.
     states: Vec<VisitedState>,
+    /// Generation ended on a stop token.
     stopped: bool,
+    /// Generated tokens already handed to the streaming callback.
     emitted: usize,
 }
 
@@ -143,16 +191,18 @@ impl Row {
         range.filter(|&s| self.slots[s] == Slot::Masked).collect()
     }
 
+    /// The fixed token of a slot the sampler has completed.
+    fn token(&self, slot: usize) -> u32 {
+        match self.slots[slot] {
+            Slot::Fixed(t) => t,
+            _ => unreachable!("slot {slot} is complete"),
+        }
+    }
+
     fn into_output(self) -> RowOutput {
         let range = self.gen_start..self.end;
         RowOutput {
-            tokens: self.slots[range.clone()]
-                .iter()
-                .map(|s| match s {
-                    Slot::Fixed(t) => *t,
-                    _ => unreachable!("a finished row has no masked slot"),
-                })
-                .collect(),
+            tokens: range.clone().map(|s| self.token(s)).collect(),
             first_unmask_step: self.unmask_step[range].to_vec(),
             stopped: self.stopped,
             steps: self.steps,
@@ -171,138 +221,238 @@ pub fn generate<B: Backend>(
     mut on_block: impl FnMut(BlockEvent<'_>),
 ) -> Result<Generation, DecodeError> {
     let started = Instant::now();
-    let device = model.devices().into_iter().next().expect("model has a device");
-    let model_config = model.config();
-    let diffusion = model_config.diffusion.as_ref().ok_or(DecodeError::NoMaskToken)?;
-    let (mask_id, shift) =
-        (diffusion.mask_token_id, config.shift_logits.unwrap_or(diffusion.shift_logits));
-    let block = config.block_size;
-    if block == 0 {
-        return Err(DecodeError::ZeroBlockSize);
+    let mut state = DecodeState::new(model, prompts, config)?;
+    while let Some(block) = state.next_block() {
+        state.start_block(block.clone());
+        while state.has_masked(block.clone()) {
+            state.denoise(model, block.clone());
+        }
+        state.retire_finished(block, &mut on_block);
     }
-    if config.steps_per_block == 0 {
-        return Err(DecodeError::ZeroSteps);
-    }
-    if block > model_config.max_position_embeddings {
-        return Err(DecodeError::BlockTooLarge {
-            block,
-            context: model_config.max_position_embeddings,
-        });
-    }
-    config
-        .rule
-        .validate()
-        .map_err(|message| DecodeError::BadRule { rule: config.rule, message })?;
-    let mut live = layout_rows(prompts, config, model_config.max_position_embeddings)?;
-    let mut rngs: Vec<StdRng> =
-        live.iter().map(|r| StdRng::seed_from_u64(config.seed.wrapping_add(r.id as u64))).collect();
-    let mut outputs: Vec<Option<RowOutput>> = (0..prompts.len()).map(|_| None).collect();
-    let total = live.iter().map(|r| r.end).max().unwrap_or(0);
-    let forbidden = forbidden_row::<B>(model_config.vocab_size, &[mask_id], &device);
-    let mut cache = model.new_cache();
-    let mut stats = DecodeStats::default();
-    // Hidden state of the slot just before the active block (shifted logits only).
-    let mut carry: Option<Tensor<B, 2>> = None;
-    let mut block_start = live.iter().map(|r| r.gen_start).min().unwrap_or(0) / block * block;
+    Ok(state.finish(started.elapsed()))
+}
 
-    while !live.is_empty() && block_start < total {
-        let block_end = (block_start + block).min(total);
-        for row in live.iter_mut() {
-            let masked = row.masked_in(block_start..block_end).len();
-            row.schedule = static_schedule(masked, config.steps_per_block);
+/// Everything one decoding run carries from block to block.
+struct DecodeState<'a, B: Backend> {
+    config: &'a DecodeConfig,
+    mask_id: u32,
+    /// Read slot `i`'s prediction at position `i - 1` (an AR model's convention).
+    shift: bool,
+    device: B::Device,
+    /// Rows still generating, and their random generators (one per row, so a row's draws
+    /// do not depend on the others).
+    live: Vec<Row>,
+    rngs: Vec<StdRng>,
+    /// Finished rows, by prompt index.
+    outputs: Vec<Option<RowOutput>>,
+    /// Length of the slot grid.
+    total: usize,
+    cache: KvCache<B>,
+    stats: DecodeStats,
+    /// Hidden state of the slot just before the active block (shifted logits only).
+    carry: Option<Tensor<B, 2>>,
+    /// First slot of the next block.
+    block_start: usize,
+}
+
+impl<'a, B: Backend> DecodeState<'a, B> {
+    /// Checks the settings against the model and lays the prompts out on the grid.
+    fn new(
+        model: &Transformer<B>,
+        prompts: &[Vec<u32>],
+        config: &'a DecodeConfig,
+    ) -> Result<Self, DecodeError> {
+        let device = model.devices().into_iter().next().expect("model has a device");
+        let model_config = model.config();
+        let diffusion = model_config.diffusion.as_ref().ok_or(DecodeError::NoMaskToken)?;
+        config.validate()?;
+        let context = model_config.max_position_embeddings;
+        if config.block_size > context {
+            return Err(DecodeError::BlockTooLarge { block: config.block_size, context });
+        }
+        let live = layout_rows(prompts, config, context)?;
+        let rngs = live
+            .iter()
+            .map(|r| StdRng::seed_from_u64(config.seed.wrapping_add(r.id as u64)))
+            .collect();
+        let block_start = live.iter().map(|r| r.gen_start).min().unwrap_or(0) / config.block_size
+            * config.block_size;
+        Ok(Self {
+            config,
+            mask_id: diffusion.mask_token_id,
+            shift: config.shift_logits.unwrap_or(diffusion.shift_logits),
+            device,
+            total: live.iter().map(|r| r.end).max().unwrap_or(0),
+            outputs: (0..prompts.len()).map(|_| None).collect(),
+            live,
+            rngs,
+            cache: model.new_cache(),
+            stats: DecodeStats::default(),
+            carry: None,
+            block_start,
+        })
+    }
+
+    /// The next block's slot range, while any row is live.
+    fn next_block(&self) -> Option<std::ops::Range<usize>> {
+        let start = self.block_start;
+        (!self.live.is_empty() && start < self.total)
+            .then(|| start..(start + self.config.block_size).min(self.total))
+    }
+
+    /// Plans every row's static schedule for the block's masked slots.
+    fn start_block(&mut self, block: std::ops::Range<usize>) {
+        for row in self.live.iter_mut() {
+            let masked = row.masked_in(block.clone()).len();
+            row.schedule = static_schedule(masked, self.config.steps_per_block);
             row.block_step = 0;
         }
+    }
+
+    fn has_masked(&self, block: std::ops::Range<usize>) -> bool {
+        self.live.iter().any(|r| !r.masked_in(block.clone()).is_empty())
+    }
+
+    /// One denoising step of the active block: a forward pass, a token drawn for every
+    /// masked slot, the commit rule keeps some.
+    fn denoise(&mut self, model: &Transformer<B>, block: std::ops::Range<usize>) {
+        let (hidden, window) = self.forward_window(model, block.clone());
+        let predictions = self.gather_predictions(hidden, window, block.clone());
+        let logits = model.lm_head(predictions.hidden.unsqueeze::<3>()).squeeze_dim::<2>(0);
+        let choices = choose(
+            logits,
+            &[self.mask_id],
+            &self.config.sampling,
+            &predictions.owners,
+            &mut self.rngs,
+        );
+        self.commit(&choices, &predictions.owners, &predictions.slots, block);
+    }
+
+    /// Forwards the pending (finished, uncommitted) slots and the active block against the
+    /// cache: committing the previous block costs no pass of its own, and block-causal
+    /// attention keeps it blind to the new one. Returns the hidden states and the window.
+    fn forward_window(
+        &mut self,
+        model: &Transformer<B>,
+        block: std::ops::Range<usize>,
+    ) -> (Tensor<B, 3>, std::ops::Range<usize>) {
         // With shifted logits a one-slot block's own input is read by nobody: skip it.
-        let window_end = if shift && block == 1 { block_start } else { block_end };
+        let window_end =
+            if self.shift && self.config.block_size == 1 { block.start } else { block.end };
+        let window = self.cache.len()..window_end;
+        let tokens = window_tokens::<B>(&self.live, window.clone(), self.mask_id, &self.device);
+        let layout = window_layout::<B>(
+            &self.live,
+            self.config.block_size,
+            window.start,
+            window.end,
+            &self.device,
+        );
+        let pending = block.start - window.start;
+        let usage = if pending > 0 { CacheUse::CommitFirst(pending) } else { CacheUse::ReadOnly };
+        let pass = Instant::now();
+        let hidden = model.hidden(tokens, &layout, Some((&mut self.cache, usage)));
+        self.stats.forwards += 1;
+        if self.stats.forwards == 1 {
+            self.stats.prefill = pass.elapsed();
+        }
+        if self.shift && pending > 0 {
+            let [batch, _, dim] = hidden.dims();
+            let last = hidden.clone().slice(s![.., pending - 1..pending, ..]);
+            self.carry = Some(last.reshape([batch, dim]));
+        }
+        for row in self.live.iter_mut() {
+            row.forwards += 1;
+        }
+        (hidden, window)
+    }
 
-        while live.iter().any(|r| !r.masked_in(block_start..block_end).is_empty()) {
-            // 1. Forward the pending (finished, uncommitted) slots and the active block.
-            let window_start = cache.len();
-            let tokens = window_tokens::<B>(&live, window_start..window_end, mask_id, &device);
-            let layout = window_layout::<B>(&live, block, window_start, window_end, &device);
-            let pending = block_start - window_start;
-            let usage =
-                if pending > 0 { CacheUse::CommitFirst(pending) } else { CacheUse::ReadOnly };
-            let pass = Instant::now();
-            let hidden = model.hidden(tokens, &layout, Some((&mut cache, usage)));
-            stats.forwards += 1;
-            if stats.forwards == 1 {
-                stats.prefill = pass.elapsed();
-            }
-            let [batch, width, dim] = hidden.dims();
-            if shift && pending > 0 {
-                carry = Some(
-                    hidden.clone().slice(s![.., pending - 1..pending, ..]).reshape([batch, dim]),
-                );
-            }
-
-            // 2. Gather the hidden state that predicts each masked slot: its own row, or
-            //    with shifted logits the row before it, which for the block's first slot
-            //    may be the carried state of the previous block's last slot.
-            let mut sources = hidden.reshape([batch * width, dim]);
-            if let Some(carry) = &carry {
-                sources = Tensor::cat(vec![sources, carry.clone()], 0);
-            }
-            let (mut owners, mut targets, mut picks) = (Vec::new(), Vec::new(), Vec::new());
-            for (r, row) in live.iter_mut().enumerate() {
-                row.forwards += 1;
-                for slot in row.masked_in(block_start..block_end) {
-                    let source = slot - usize::from(shift);
-                    let pick = if (window_start..window_end).contains(&source) {
-                        r * width + source - window_start
-                    } else {
-                        batch * width + r
-                    };
-                    owners.push(r);
-                    targets.push(slot);
-                    picks.push(pick as i64);
-                }
-            }
-            let selected = sources.select(0, int_tensor::<B>(&picks, &device));
-            let logits = model.lm_head(selected.unsqueeze::<3>()).squeeze_dim::<2>(0);
-            let choices = choose(logits, &forbidden, &config.sampling, &owners, &mut rngs);
-
-            // 3. Commit per row.
-            let mut at = 0;
-            for (r, row) in live.iter_mut().enumerate() {
-                let count = owners[at..].iter().take_while(|&&o| o == r).count();
-                if count == 0 {
-                    continue;
-                }
-                let (row_choices, row_targets) =
-                    (&choices[at..at + count], &targets[at..at + count]);
-                at += count;
-                if config.record_states {
-                    let state = visited_state(row, block_start, block_end, mask_id);
-                    row.states.push(state);
-                }
-                let last_step = row.block_step + 1 >= row.schedule.len();
-                let floor = if last_step { count } else { row.schedule[row.block_step] };
-                for i in config.rule.select(row_choices, floor) {
-                    row.slots[row_targets[i]] = Slot::Fixed(row_choices[i].token);
-                    row.unmask_step[row_targets[i]] = row.steps;
-                }
-                row.steps += 1;
-                row.block_step += 1;
+    /// The hidden state that predicts each masked slot: its own row, or with shifted
+    /// logits the row before it, which for the block's first slot may be the carried
+    /// state of the previous block's last slot.
+    fn gather_predictions(
+        &self,
+        hidden: Tensor<B, 3>,
+        window: std::ops::Range<usize>,
+        block: std::ops::Range<usize>,
+    ) -> Predictions<B> {
+        let [batch, width, dim] = hidden.dims();
+        let mut sources = hidden.reshape([batch * width, dim]);
+        if let Some(carry) = &self.carry {
+            sources = Tensor::cat(vec![sources, carry.clone()], 0);
+        }
+        let (mut owners, mut slots, mut picks) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, row) in self.live.iter().enumerate() {
+            for slot in row.masked_in(block.clone()) {
+                let source = slot - usize::from(self.shift);
+                let pick = if window.contains(&source) {
+                    r * width + source - window.start
+                } else {
+                    batch * width + r
+                };
+                owners.push(r);
+                slots.push(slot);
+                picks.push(pick as i64);
             }
         }
+        let hidden = sources.select(0, int_tensor::<B>(&picks, &self.device));
+        Predictions { hidden, owners, slots }
+    }
 
-        // 4. Stop check, streaming, and retiring finished rows.
+    /// Commits, per row, the slots the rule keeps (at least the static schedule's count),
+    /// and records the step that unmasked them.
+    fn commit(
+        &mut self,
+        choices: &[Choice],
+        owners: &[usize],
+        targets: &[usize],
+        block: std::ops::Range<usize>,
+    ) {
+        let mut at = 0;
+        for (r, row) in self.live.iter_mut().enumerate() {
+            let count = owners[at..].iter().take_while(|&&o| o == r).count();
+            if count == 0 {
+                continue;
+            }
+            let (row_choices, row_targets) = (&choices[at..at + count], &targets[at..at + count]);
+            at += count;
+            if self.config.record_states {
+                let state = visited_state(row, block.start, block.end, self.mask_id);
+                row.states.push(state);
+            }
+            let last_step = row.block_step + 1 >= row.schedule.len();
+            let floor = if last_step { count } else { row.schedule[row.block_step] };
+            for i in self.config.rule.select(row_choices, floor) {
+                row.slots[row_targets[i]] = Slot::Fixed(row_choices[i].token);
+                row.unmask_step[row_targets[i]] = row.steps;
+            }
+            row.steps += 1;
+            row.block_step += 1;
+        }
+    }
+
+    /// After a complete block: ends rows at their first stop token or length limit,
+    /// streams what the block added, and moves finished rows out of the batch (and out of
+    /// the cache).
+    fn retire_finished(
+        &mut self,
+        block: std::ops::Range<usize>,
+        on_block: &mut impl FnMut(BlockEvent<'_>),
+    ) {
         let mut keep = Vec::new();
-        for (r, row) in live.iter_mut().enumerate() {
-            let generated = row.gen_start.max(block_start)..row.end.min(block_end);
-            if let Some(stop) = generated.clone().find(
-                |&s| matches!(row.slots[s], Slot::Fixed(t) if config.stop_tokens.contains(&t)),
-            ) {
+        for (r, row) in self.live.iter_mut().enumerate() {
+            let generated = row.gen_start.max(block.start)..row.end.min(block.end);
+            let stop = generated.clone().find(
+                |&s| matches!(row.slots[s], Slot::Fixed(t) if self.config.stop_tokens.contains(&t)),
+            );
+            if let Some(stop) = stop {
                 row.stopped = true;
                 row.end = stop + 1;
             }
-            let finished = row.stopped || row.end <= block_end;
-            let new_tokens: Vec<u32> = (row.gen_start + row.emitted..row.end.min(block_end))
-                .map(|s| match row.slots[s] {
-                    Slot::Fixed(t) => t,
-                    _ => unreachable!("block is complete"),
-                })
+            let finished = row.stopped || row.end <= block.end;
+            let new_tokens: Vec<u32> = (row.gen_start + row.emitted..row.end.min(block.end))
+                .map(|s| row.token(s))
                 .collect();
             row.emitted += new_tokens.len();
             on_block(BlockEvent { row: row.id, new_tokens: &new_tokens, finished });
@@ -310,36 +460,50 @@ pub fn generate<B: Backend>(
                 keep.push(r);
             }
         }
-        if keep.len() < live.len() {
-            let kept =
-                int_tensor::<B>(&keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), &device);
-            cache.retain_rows(kept.clone());
-            carry = carry.map(|c| c.select(0, kept));
-            let mut next_live = Vec::new();
-            let mut next_rngs = Vec::new();
-            for (r, (row, rng)) in live.into_iter().zip(rngs).enumerate() {
-                if keep.contains(&r) {
-                    next_live.push(row);
-                    next_rngs.push(rng);
-                } else {
-                    stats.tokens += row.end - row.gen_start;
-                    let id = row.id;
-                    outputs[id] = Some(row.into_output());
-                }
-            }
-            live = next_live;
-            rngs = next_rngs;
+        if keep.len() < self.live.len() {
+            self.keep_rows(&keep);
         }
-        block_start = block_end;
+        self.block_start = block.end;
     }
-    stats.elapsed = started.elapsed();
-    if stats.forwards == 0 {
-        stats.prefill = Duration::ZERO;
+
+    /// Keeps only the live rows `keep` (indices into the batch), finishing the others.
+    fn keep_rows(&mut self, keep: &[usize]) {
+        let kept =
+            int_tensor::<B>(&keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), &self.device);
+        self.cache.retain_rows(kept.clone());
+        self.carry = self.carry.take().map(|c| c.select(0, kept));
+        let live = std::mem::take(&mut self.live);
+        let rngs = std::mem::take(&mut self.rngs);
+        for (r, (row, rng)) in live.into_iter().zip(rngs).enumerate() {
+            if keep.contains(&r) {
+                self.live.push(row);
+                self.rngs.push(rng);
+            } else {
+                self.stats.tokens += row.end - row.gen_start;
+                let id = row.id;
+                self.outputs[id] = Some(row.into_output());
+            }
+        }
     }
-    Ok(Generation {
-        rows: outputs.into_iter().map(|o| o.expect("every row finishes")).collect(),
-        stats,
-    })
+
+    fn finish(mut self, elapsed: Duration) -> Generation {
+        self.stats.elapsed = elapsed;
+        if self.stats.forwards == 0 {
+            self.stats.prefill = Duration::ZERO;
+        }
+        let rows = self.outputs.into_iter().map(|o| o.expect("every row finishes")).collect();
+        Generation { rows, stats: self.stats }
+    }
+}
+
+/// The hidden states that predict the masked slots of one step, and whose they are.
+struct Predictions<B: Backend> {
+    /// `[slots, d]`, one row per masked slot, rows in batch order.
+    hidden: Tensor<B, 2>,
+    /// Batch row of each masked slot.
+    owners: Vec<usize>,
+    /// Grid slot of each masked slot.
+    slots: Vec<usize>,
 }
 
 /// Places every prompt on the slot grid: left padding (a multiple of the block size),

@@ -4,7 +4,55 @@
 
 use crate::sampling::Choice;
 
+/// A decoding method as users name it (`--sampler`, `--modes`): autoregressive, or block
+/// diffusion with one of the commit rules. Its threshold comes separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Sampler {
+    /// Plain autoregressive decoding: one token per forward pass (block size 1).
+    Ar,
+    /// Fixed number of most-confident slots per step (block size / steps per block).
+    Static,
+    /// Every slot with confidence above the threshold γ (at least one per step).
+    Dynamic,
+    /// Lowest-entropy slots while their summed entropy stays within the threshold (nats).
+    Entropy,
+    /// Every slot whose top-1 minus top-2 probability exceeds the threshold.
+    Margin,
+}
+
+impl Sampler {
+    /// The commit rule of this sampler with `threshold` (AR commits its one slot: static).
+    pub fn rule(self, threshold: f32) -> CommitRule {
+        match self {
+            Self::Ar | Self::Static => CommitRule::Static,
+            Self::Dynamic => CommitRule::Dynamic { threshold },
+            Self::Entropy => CommitRule::EntropyBounded { budget: threshold },
+            Self::Margin => CommitRule::Margin { threshold },
+        }
+    }
+
+    /// Whether the threshold means anything to this sampler.
+    pub fn uses_threshold(self) -> bool {
+        matches!(self, Self::Dynamic | Self::Entropy | Self::Margin)
+    }
+
+    /// A short label for tables: `ar`, `static`, `dynamic γ=0.9`, `entropy ≤0.5`,
+    /// `margin >0.3`.
+    pub fn label(self, threshold: f32) -> String {
+        match self {
+            Self::Ar => "ar".into(),
+            Self::Static => "static".into(),
+            Self::Dynamic => format!("dynamic γ={threshold}"),
+            Self::Entropy => format!("entropy ≤{threshold}"),
+            Self::Margin => format!("margin >{threshold}"),
+        }
+    }
+}
+
+/// Which of the active block's masked slots keep their drawn token after a denoising step.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)] // each variant's threshold is documented on the variant
 pub enum CommitRule {
     /// Exactly the schedule's count of most confident slots (`B / steps_per_block`).
     Static,

@@ -2,15 +2,19 @@
 //! margin commit rules) and autoregressive decoding, sharing one loop and one exact
 //! block KV cache. Training rollouts call the same [`generate`].
 
+#![warn(missing_docs)]
+
 pub mod block_diffusion;
 pub mod commit;
 pub mod prompts;
 pub mod sampling;
 pub mod stats;
+pub mod stream;
 pub mod trajectory;
 
 pub use block_diffusion::{generate, BlockEvent, DecodeConfig, DecodeError, Generation};
-pub use commit::CommitRule;
+pub use commit::{CommitRule, Sampler};
 pub use sampling::SamplingConfig;
 pub use stats::DecodeStats;
+pub use stream::TextStream;
 pub use trajectory::{RowOutput, VisitedState};

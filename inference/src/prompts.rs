@@ -7,13 +7,17 @@ use std::path::Path;
 use opdlm_model::ChatMessage;
 use serde::Deserialize;
 
+/// One line of a prompt file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptRecord {
+    /// Raw prompt text.
     #[serde(default)]
     pub prompt: Option<String>,
+    /// A conversation, rendered by the chat template (`--chat`).
     #[serde(default)]
     pub messages: Option<Vec<ChatMessage>>,
+    /// Reference answer (evaluation, and the bd3lm objective's responses).
     #[serde(default)]
     pub answer: Option<String>,
 }
@@ -29,12 +33,17 @@ impl PromptRecord {
     }
 }
 
+/// A prompt file that cannot be read, naming the file and line.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are named by the messages
 pub enum PromptFileError {
+    /// The file cannot be read.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// A line is not a prompt record.
     #[error("{path}:{line}: {message}")]
     Line { path: String, line: usize, message: String },
+    /// No prompt at all.
     #[error("{path}: no prompts (the file is empty)")]
     Empty { path: String },
 }

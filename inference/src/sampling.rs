@@ -4,10 +4,16 @@
 //! every temperature.
 
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::IndexingUpdateOp;
+use opdlm_model::{exclude_tokens, NEVER_LOGIT};
 use rand::rngs::StdRng;
 use rand::Rng;
 
+/// Log-probabilities below this belong to excluded ids (real tokens' are never near it).
+const EXCLUDED_BELOW: f32 = NEVER_LOGIT / 2.0;
+
+/// How a token is drawn from a slot's distribution.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingConfig {
     /// 0 = argmax; otherwise logits are divided by it before sampling.
@@ -19,16 +25,33 @@ pub struct SamplingConfig {
 }
 
 impl SamplingConfig {
+    /// Argmax decoding (deterministic).
     pub const GREEDY: Self = Self { temperature: 0.0, top_k: 0, top_p: 1.0 };
 
+    /// Temperature 0: the most likely token, no random draw.
     pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
+    }
+
+    /// Rejects a temperature or top-p the sampler cannot use, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "temperature must be a finite number ≥ 0, got {}",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top-p must be in (0, 1], got {}", self.top_p));
+        }
+        Ok(())
     }
 }
 
 /// The token drawn for one slot and how sure the model was of it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Choice {
+    /// The drawn token.
     pub token: u32,
     /// Untempered softmax probability of `token`.
     pub confidence: f32,
@@ -38,13 +61,14 @@ pub struct Choice {
     pub margin: f32,
 }
 
-/// Chooses a token for every row of `logits` (`[slots, vocab]`). `forbidden` is added
-/// to every row first (−∞ at the mask token, which is never a prediction). Row `i` draws
+/// Chooses a token for every row of `logits` (`[slots, vocab]`). The `excluded` ids (the
+/// mask token, which is never a prediction) get probability exactly 0 first, through the
+/// same [`exclude_tokens`] the training loss uses. Row `i` draws
 /// from `rngs[owners[i]]`, one generator per sequence, so that a sequence's draws do not
 /// depend on the other sequences in the batch.
 pub fn choose<B: Backend>(
     logits: Tensor<B, 2>,
-    forbidden: &Tensor<B, 2>,
+    excluded: &[u32],
     config: &SamplingConfig,
     owners: &[usize],
     rngs: &mut [StdRng],
@@ -53,7 +77,7 @@ pub fn choose<B: Backend>(
     if slots == 0 {
         return vec![];
     }
-    let log_probs = burn::tensor::activation::log_softmax(logits + forbidden.clone(), 1);
+    let log_probs = log_softmax(exclude_tokens(logits, vocab, excluded), 1);
     let probs = log_probs.clone().exp();
     let entropy = (probs.clone() * log_probs.clone().clamp_min(-1e30)).sum_dim(1).neg();
     // Two max passes instead of `topk`, which sorts the whole vocabulary of every slot.
@@ -96,8 +120,9 @@ pub fn choose<B: Backend>(
 /// Draws one token from untempered log-probabilities under `config`.
 fn sample_row(log_probs: &[f32], config: &SamplingConfig, rng: &mut StdRng) -> u32 {
     // Candidates by decreasing probability; top-k and top-p cut this list.
+    // Excluded ids sit at NEVER_LOGIT − logsumexp, far below any real token's log-probability.
     let mut order: Vec<u32> =
-        (0..log_probs.len() as u32).filter(|&t| log_probs[t as usize].is_finite()).collect();
+        (0..log_probs.len() as u32).filter(|&t| log_probs[t as usize] > EXCLUDED_BELOW).collect();
     order.sort_by(|&a, &b| log_probs[b as usize].total_cmp(&log_probs[a as usize]).then(a.cmp(&b)));
     if config.top_k > 0 {
         order.truncate(config.top_k);
@@ -135,21 +160,6 @@ fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().expect("float data")
 }
 
-/// `[1, vocab]` row with −∞ at `forbidden` ids and 0 elsewhere.
-pub fn forbidden_row<B: Backend>(
-    vocab: usize,
-    forbidden: &[u32],
-    device: &B::Device,
-) -> Tensor<B, 2> {
-    let mut row = vec![0.0f32; vocab];
-    for &id in forbidden {
-        if let Some(v) = row.get_mut(id as usize) {
-            *v = f32::NEG_INFINITY;
-        }
-    }
-    Tensor::<B, 1>::from_floats(row.as_slice(), device).unsqueeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,16 +175,9 @@ mod tests {
 
     #[test]
     fn greedy_picks_argmax_and_reports_untempered_probability() {
-        let device = Default::default();
         let l = logits(&[[0.0, 2.0, 1.0, 0.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let c = choose(
-            l,
-            &forbidden_row::<B>(4, &[], &device),
-            &SamplingConfig::GREEDY,
-            &[0],
-            std::slice::from_mut(&mut rng),
-        )[0];
+        let c = choose(l, &[], &SamplingConfig::GREEDY, &[0], std::slice::from_mut(&mut rng))[0];
         let z: f32 = [0.0f32, 2.0, 1.0, 0.0].iter().map(|x| x.exp()).sum();
         assert_eq!(c.token, 1);
         assert!((c.confidence - 2f32.exp() / z).abs() < 1e-6);
@@ -183,16 +186,9 @@ mod tests {
 
     #[test]
     fn greedy_rows_are_independent_and_a_tie_has_zero_margin() {
-        let device = Default::default();
         let l = logits(&[[0.0, 3.0, 0.0, 3.0], [1.0, 0.0, 4.0, 2.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let c = choose(
-            l,
-            &forbidden_row::<B>(4, &[], &device),
-            &SamplingConfig::GREEDY,
-            &[0, 0],
-            std::slice::from_mut(&mut rng),
-        );
+        let c = choose(l, &[], &SamplingConfig::GREEDY, &[0, 0], std::slice::from_mut(&mut rng));
         // A tie goes to the lowest id (as `torch.argmax`), and nothing separates the two best.
         assert_eq!(c[0].token, 1);
         assert_eq!(c[0].margin, 0.0);
@@ -203,14 +199,13 @@ mod tests {
 
     #[test]
     fn forbidden_token_is_never_chosen_even_if_most_likely() {
-        let device = Default::default();
         let l = logits(&[[9.0, 1.0, 0.0, 0.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let forbidden = forbidden_row::<B>(4, &[0], &device);
+        let forbidden = [0];
         assert_eq!(
             choose(
                 l.clone(),
-                &forbidden,
+                &forbidden[..],
                 &SamplingConfig::GREEDY,
                 &[0],
                 std::slice::from_mut(&mut rng)
@@ -221,7 +216,8 @@ mod tests {
         let hot = SamplingConfig { temperature: 5.0, top_k: 0, top_p: 1.0 };
         for _ in 0..50 {
             assert_ne!(
-                choose(l.clone(), &forbidden, &hot, &[0], std::slice::from_mut(&mut rng))[0].token,
+                choose(l.clone(), &forbidden[..], &hot, &[0], std::slice::from_mut(&mut rng))[0]
+                    .token,
                 0
             );
         }

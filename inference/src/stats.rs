@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::trajectory::RowOutput;
 
+/// Forward passes, tokens and time of one [`generate`](crate::generate) run.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeStats {
     /// Batched forward passes (NFE), prefill and cache commits included.
@@ -22,13 +23,19 @@ impl DecodeStats {
         self.tokens as f64 / self.forwards.max(1) as f64
     }
 
-    /// Tokens per forward as one sequence experiences it, averaged over rows.
+    /// Tokens per forward as one sequence experiences it, over all rows (0 when no row
+    /// took a forward pass, e.g. responses that were given rather than sampled).
     pub fn row_tokens_per_forward(rows: &[RowOutput]) -> f64 {
         let tokens: usize = rows.iter().map(|r| r.tokens.len()).sum();
         let forwards: usize = rows.iter().map(|r| r.forwards).sum();
-        tokens as f64 / forwards.max(1) as f64
+        if forwards > 0 {
+            tokens as f64 / forwards as f64
+        } else {
+            0.0
+        }
     }
 
+    /// Generated tokens per second of the whole run.
     pub fn tokens_per_second(&self) -> f64 {
         self.tokens as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -12,6 +12,7 @@ use crate::cache::{CacheUse, KvCache, LayerKv};
 use crate::config::{Architecture, ModelConfig};
 use crate::rope::Rotary;
 
+/// The `self_attn` block of one layer: q/k/v/o projections and Qwen3's q/k norms.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
     q_proj: Linear<B>,
@@ -34,6 +35,7 @@ pub(crate) struct CacheSlot<'a, B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
+    /// A randomly initialised block shaped by `config`, with its architecture's biases and norms.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let (d, hd) = (config.hidden_size, config.head_dim);
         let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);

@@ -9,6 +9,7 @@ use crate::config::ModelConfig;
 use crate::mlp::Mlp;
 use crate::rope::Rotary;
 
+/// One transformer layer; field names mirror HF's keys (`input_layernorm`, `self_attn`, ...).
 #[derive(Module, Debug)]
 pub struct DecoderLayer<B: Backend> {
     input_layernorm: RmsNorm<B>,
@@ -18,6 +19,7 @@ pub struct DecoderLayer<B: Backend> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
+    /// A randomly initialised layer shaped by `config` (weights are usually loaded over it).
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let norm = || {
             RmsNormConfig::new(config.hidden_size).with_epsilon(config.rms_norm_eps).init(device)

@@ -35,10 +35,15 @@ impl CacheUse {
 /// grouped-query expansion, so the cache is `num_attention_heads / num_kv_heads` smaller).
 #[derive(Debug, Clone)]
 pub struct LayerKv<B: Backend> {
+    /// Keys, already rotated by RoPE at their absolute positions.
     pub keys: Tensor<B, 4>,
+    /// Values.
     pub values: Tensor<B, 4>,
 }
 
+/// The committed keys/values of every layer for a batch of sequences that all hold the
+/// same number of cached positions (ragged prompts are left-padded, see
+/// [`crate::mask::Layout::with_padding`]).
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<Option<LayerKv<B>>>,
@@ -46,6 +51,7 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: Backend> KvCache<B> {
+    /// An empty cache for a model of `num_layers` layers (see `Transformer::new_cache`).
     pub fn new(num_layers: usize) -> Self {
         Self { layers: vec![None; num_layers], len: 0 }
     }
@@ -55,6 +61,7 @@ impl<B: Backend> KvCache<B> {
         self.len
     }
 
+    /// Whether nothing has been committed yet (no prompt prefilled).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -9,6 +9,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The paper's block size, used when neither the user nor a converted model's config
+/// (its [`DiffusionConfig::block_size`]) says otherwise.
+pub const DEFAULT_BLOCK_SIZE: usize = 4;
+
 /// Which member of the Llama family a checkpoint belongs to. The differences are small
 /// and all live in the attention block (see [`crate::attention`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,38 +64,84 @@ pub struct DiffusionConfig {
 /// Validated hyper-parameters of one transformer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// Which Llama-family variant: decides the attention block's biases and norms.
     pub architecture: Architecture,
+    /// Rows of the embedding and LM head (may exceed the tokenizer's size).
     pub vocab_size: usize,
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Width of the SwiGLU feed-forward block.
     pub intermediate_size: usize,
+    /// Number of decoder layers.
     pub num_hidden_layers: usize,
+    /// Number of query heads.
     pub num_attention_heads: usize,
+    /// Number of key/value heads (fewer than query heads under grouped-query attention).
     pub num_key_value_heads: usize,
+    /// Width of one attention head (Qwen3 sets it explicitly, others derive it).
     pub head_dim: usize,
+    /// Epsilon of every RMSNorm.
     pub rms_norm_eps: f64,
+    /// RoPE frequency base.
     pub rope_theta: f64,
+    /// Longest context the model was trained for (kept for `config.json`, not enforced).
     pub max_position_embeddings: usize,
+    /// Whether the LM head reuses the token embedding instead of its own weights.
     pub tie_word_embeddings: bool,
     /// Bias on the q/k/v projections (always on for Qwen2, `attention_bias` for Llama).
     pub qkv_bias: bool,
     /// Bias on the output projection (Llama's `attention_bias` covers it too).
     pub o_bias: bool,
+    /// Beginning-of-sequence id, when the config declares one.
     pub bos_token_id: Option<u32>,
+    /// End-of-sequence ids (HF allows one or several); generation stops at any of them.
     pub eos_token_ids: Vec<u32>,
     /// Present once a model has been converted (or is being converted) to diffusion.
     pub diffusion: Option<DiffusionConfig>,
 }
 
+/// Why a `config.json` could not be turned into a [`ModelConfig`]; every variant names
+/// the file (`path`) so that the user knows which one to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read config: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file, as shown to the user.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not JSON.
     #[error("{path}: not valid JSON (line {line}, column {column}): {message}")]
-    Json { path: String, line: usize, column: usize, message: String },
+    Json {
+        /// The file, as shown to the user.
+        path: String,
+        /// Line of the syntax error (1-based).
+        line: usize,
+        /// Column of the syntax error (1-based).
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A field without a sensible default is absent.
     #[error("{path}: missing required field `{field}`")]
-    Missing { path: String, field: &'static str },
+    Missing {
+        /// The file, as shown to the user.
+        path: String,
+        /// The field's `config.json` name.
+        field: &'static str,
+    },
+    /// A field has a value this model cannot honour (unsupported or inconsistent).
     #[error("{path}: field `{field}`: {message}")]
-    Invalid { path: String, field: &'static str, message: String },
+    Invalid {
+        /// The file, as shown to the user.
+        path: String,
+        /// The field's `config.json` name.
+        field: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 /// `config.json` exactly as Hugging Face writes it; unknown keys are ignored.
@@ -190,112 +240,60 @@ impl ModelConfig {
     }
 }
 
-impl HfConfig {
-    fn validate(self, origin: &str) -> Result<ModelConfig, ConfigError> {
-        let path = origin.to_string();
-        let missing = |field| ConfigError::Missing { path: path.clone(), field };
-        let invalid =
-            |field, message: String| ConfigError::Invalid { path: path.clone(), field, message };
+/// Builds the errors of one config file, naming the file in each.
+struct Problems<'a> {
+    origin: &'a str,
+}
 
-        let model_type = self.model_type.ok_or_else(|| missing("model_type"))?;
-        let architecture = Architecture::from_model_type(&model_type).ok_or_else(|| {
-            invalid(
-                "model_type",
-                format!("`{model_type}` is not supported (expected llama, qwen2 or qwen3)"),
-            )
-        })?;
-        let hidden_size = self.hidden_size.ok_or_else(|| missing("hidden_size"))?;
-        let num_attention_heads =
-            self.num_attention_heads.ok_or_else(|| missing("num_attention_heads"))?;
-        let num_key_value_heads = self.num_key_value_heads.unwrap_or(num_attention_heads);
-        if num_attention_heads == 0
-            || num_key_value_heads == 0
-            || num_attention_heads % num_key_value_heads != 0
-        {
-            return Err(invalid(
-                "num_key_value_heads",
-                format!("{num_key_value_heads} must be positive and divide num_attention_heads = {num_attention_heads}"),
-            ));
+impl Problems<'_> {
+    fn missing(&self, field: &'static str) -> ConfigError {
+        ConfigError::Missing { path: self.origin.to_string(), field }
+    }
+
+    fn invalid(&self, field: &'static str, message: String) -> ConfigError {
+        ConfigError::Invalid { path: self.origin.to_string(), field, message }
+    }
+}
+
+/// Query heads, key/value heads and head width, validated together.
+struct HeadShape {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl HfConfig {
+    /// Checks every field (in the order of the checks' error messages) and fills defaults.
+    fn validate(self, origin: &str) -> Result<ModelConfig, ConfigError> {
+        let problems = Problems { origin };
+        let architecture = self.architecture(&problems)?;
+        let hidden_size = self.hidden_size.ok_or_else(|| problems.missing("hidden_size"))?;
+        let heads = self.head_shape(hidden_size, &problems)?;
+        let rope_theta = self.rope_theta(&problems)?;
+        self.reject_unsupported(&problems)?;
+        let (qkv_bias, o_bias) = self.biases(architecture);
+        let rms_norm_eps = self.rms_norm_eps.ok_or_else(|| problems.missing("rms_norm_eps"))?;
+        if rms_norm_eps.is_nan() || rms_norm_eps <= 0.0 {
+            return Err(
+                problems.invalid("rms_norm_eps", format!("{rms_norm_eps} must be positive"))
+            );
         }
-        let head_dim = match self.head_dim {
-            Some(d) => d,
-            None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
-            None => {
-                return Err(invalid(
-                    "hidden_size",
-                    format!("{hidden_size} is not divisible by {num_attention_heads} heads"),
-                ))
-            }
-        };
-        if head_dim % 2 != 0 {
-            return Err(invalid(
-                "head_dim",
-                format!("{head_dim} must be even for rotary embeddings"),
-            ));
-        }
-        if let Some(scaling) = self.rope_scaling.filter(|v| !v.is_null()) {
-            return Err(invalid(
-                "rope_scaling",
-                format!("{scaling} is not supported (only plain RoPE)"),
-            ));
-        }
-        let mut rope_theta = self.rope_theta;
-        if let Some(params) = self.rope_parameters.filter(|v| !v.is_null()) {
-            match params.get("rope_type").and_then(Value::as_str) {
-                None | Some("default") => {}
-                Some(other) => {
-                    return Err(invalid(
-                        "rope_parameters",
-                        format!("rope_type `{other}` is not supported (only default RoPE)"),
-                    ))
-                }
-            }
-            if let Some(theta) = params.get("rope_theta") {
-                rope_theta = Some(theta.as_f64().ok_or_else(|| {
-                    invalid("rope_parameters", "rope_theta must be a number".into())
-                })?);
-            }
-        }
-        if let Some(act) = self.hidden_act.filter(|a| a != "silu") {
-            return Err(invalid("hidden_act", format!("`{act}` is not supported (expected silu)")));
-        }
-        if self.use_sliding_window == Some(true) {
-            return Err(invalid(
-                "use_sliding_window",
-                "sliding-window attention is not supported".into(),
-            ));
-        }
-        if self.mlp_bias == Some(true) {
-            return Err(invalid("mlp_bias", "MLP biases are not supported".into()));
-        }
-        let attention_bias = self.attention_bias.unwrap_or(false);
-        let (qkv_bias, o_bias) = match architecture {
-            Architecture::Llama => (attention_bias, attention_bias),
-            Architecture::Qwen2 => (true, false),
-            Architecture::Qwen3 => (attention_bias, attention_bias),
-        };
-        let rms_norm_eps = self.rms_norm_eps.ok_or_else(|| missing("rms_norm_eps"))?;
-        if !(rms_norm_eps > 0.0) {
-            return Err(invalid("rms_norm_eps", format!("{rms_norm_eps} must be positive")));
-        }
+        let required = |value: Option<usize>, field| value.ok_or_else(|| problems.missing(field));
         Ok(ModelConfig {
             architecture,
-            vocab_size: self.vocab_size.ok_or_else(|| missing("vocab_size"))?,
+            vocab_size: required(self.vocab_size, "vocab_size")?,
             hidden_size,
-            intermediate_size: self
-                .intermediate_size
-                .ok_or_else(|| missing("intermediate_size"))?,
-            num_hidden_layers: self
-                .num_hidden_layers
-                .ok_or_else(|| missing("num_hidden_layers"))?,
-            num_attention_heads,
-            num_key_value_heads,
-            head_dim,
+            intermediate_size: required(self.intermediate_size, "intermediate_size")?,
+            num_hidden_layers: required(self.num_hidden_layers, "num_hidden_layers")?,
+            num_attention_heads: heads.heads,
+            num_key_value_heads: heads.kv_heads,
+            head_dim: heads.head_dim,
             rms_norm_eps,
             rope_theta: rope_theta.unwrap_or(10_000.0),
-            max_position_embeddings: self
-                .max_position_embeddings
-                .ok_or_else(|| missing("max_position_embeddings"))?,
+            max_position_embeddings: required(
+                self.max_position_embeddings,
+                "max_position_embeddings",
+            )?,
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
             qkv_bias,
             o_bias,
@@ -303,6 +301,109 @@ impl HfConfig {
             eos_token_ids: token_ids(self.eos_token_id, "eos_token_id", origin)?,
             diffusion: self.opdlm,
         })
+    }
+
+    /// The architecture named by `model_type`, which must be one we implement.
+    fn architecture(&self, problems: &Problems) -> Result<Architecture, ConfigError> {
+        let model_type =
+            self.model_type.as_deref().ok_or_else(|| problems.missing("model_type"))?;
+        Architecture::from_model_type(model_type).ok_or_else(|| {
+            problems.invalid(
+                "model_type",
+                format!("`{model_type}` is not supported (expected llama, qwen2 or qwen3)"),
+            )
+        })
+    }
+
+    /// Head counts and width: kv heads must divide query heads, the width must be even
+    /// (RoPE rotates pairs) and, when not given, derivable from `hidden_size`.
+    fn head_shape(
+        &self,
+        hidden_size: usize,
+        problems: &Problems,
+    ) -> Result<HeadShape, ConfigError> {
+        let heads =
+            self.num_attention_heads.ok_or_else(|| problems.missing("num_attention_heads"))?;
+        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(problems.invalid(
+                "num_key_value_heads",
+                format!("{kv_heads} must be positive and divide num_attention_heads = {heads}"),
+            ));
+        }
+        let head_dim = match self.head_dim {
+            Some(d) => d,
+            None if hidden_size.is_multiple_of(heads) => hidden_size / heads,
+            None => {
+                return Err(problems.invalid(
+                    "hidden_size",
+                    format!("{hidden_size} is not divisible by {heads} heads"),
+                ))
+            }
+        };
+        if head_dim % 2 != 0 {
+            return Err(problems
+                .invalid("head_dim", format!("{head_dim} must be even for rotary embeddings")));
+        }
+        Ok(HeadShape { heads, kv_heads, head_dim })
+    }
+
+    /// The RoPE base from `rope_theta` or transformers ≥ 5's `rope_parameters`; any RoPE
+    /// scaling is rejected rather than silently ignored.
+    fn rope_theta(&self, problems: &Problems) -> Result<Option<f64>, ConfigError> {
+        if let Some(scaling) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            return Err(problems
+                .invalid("rope_scaling", format!("{scaling} is not supported (only plain RoPE)")));
+        }
+        let mut rope_theta = self.rope_theta;
+        if let Some(params) = self.rope_parameters.as_ref().filter(|v| !v.is_null()) {
+            match params.get("rope_type").and_then(Value::as_str) {
+                None | Some("default") => {}
+                Some(other) => {
+                    return Err(problems.invalid(
+                        "rope_parameters",
+                        format!("rope_type `{other}` is not supported (only default RoPE)"),
+                    ))
+                }
+            }
+            if let Some(theta) = params.get("rope_theta") {
+                rope_theta = Some(theta.as_f64().ok_or_else(|| {
+                    problems.invalid("rope_parameters", "rope_theta must be a number".into())
+                })?);
+            }
+        }
+        Ok(rope_theta)
+    }
+
+    /// Fails on features our transformer does not implement, instead of computing
+    /// something else than the checkpoint's model.
+    fn reject_unsupported(&self, problems: &Problems) -> Result<(), ConfigError> {
+        if let Some(act) = self.hidden_act.as_ref().filter(|a| *a != "silu") {
+            return Err(
+                problems.invalid("hidden_act", format!("`{act}` is not supported (expected silu)"))
+            );
+        }
+        if self.use_sliding_window == Some(true) {
+            return Err(problems.invalid(
+                "use_sliding_window",
+                "sliding-window attention is not supported".into(),
+            ));
+        }
+        if self.mlp_bias == Some(true) {
+            return Err(problems.invalid("mlp_bias", "MLP biases are not supported".into()));
+        }
+        Ok(())
+    }
+
+    /// `(qkv_bias, o_bias)`: Qwen2 always biases q/k/v (never o); the others follow
+    /// `attention_bias`.
+    fn biases(&self, architecture: Architecture) -> (bool, bool) {
+        let attention_bias = self.attention_bias.unwrap_or(false);
+        match architecture {
+            Architecture::Llama => (attention_bias, attention_bias),
+            Architecture::Qwen2 => (true, false),
+            Architecture::Qwen3 => (attention_bias, attention_bias),
+        }
     }
 }
 

@@ -14,7 +14,10 @@ pub enum AttentionMode {
     /// Ordinary autoregressive attention: key position ≤ query position.
     Causal,
     /// Bidirectional inside a block of `block_size` positions, causal across blocks.
-    BlockCausal { block_size: usize },
+    BlockCausal {
+        /// Positions per block; blocks start at multiples of it, counted from position 0.
+        block_size: usize,
+    },
 }
 
 impl AttentionMode {
@@ -132,6 +135,7 @@ impl<B: Backend> Layout<B> {
         self.positions.dims()[1]
     }
 
+    /// Whether this layout describes no query token at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -6,6 +6,7 @@ use burn::tensor::activation::silu;
 
 use crate::config::ModelConfig;
 
+/// The `mlp` block of one layer (HF's `gate_proj`, `up_proj`, `down_proj`, no biases).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     gate_proj: Linear<B>,
@@ -14,12 +15,14 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
+    /// A randomly initialised block of `hidden_size → intermediate_size → hidden_size`.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let (d, ff) = (config.hidden_size, config.intermediate_size);
         let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
         Self { gate_proj: linear(d, ff), up_proj: linear(d, ff), down_proj: linear(ff, d) }
     }
 
+    /// `[batch, len, hidden]` → `[batch, len, hidden]`, position-wise.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = silu(self.gate_proj.forward(x.clone()));
         self.down_proj.forward(gate * self.up_proj.forward(x))

@@ -5,14 +5,24 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Why a tokenizer could not be read, written, or used to build a prompt.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
+    /// A tokenizer file is missing, unreadable or malformed.
     #[error("{path}: {message}")]
-    File { path: String, message: String },
+    File {
+        /// The file, as shown to the user.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The chat template is invalid Jinja or raised an error (`raise_exception`).
     #[error("chat template failed to render: {0}")]
     Template(String),
+    /// A chat prompt was asked of a model that ships no chat template.
     #[error("this model has no chat template (tokenizer_config.json `chat_template` or GGUF `tokenizer.chat_template`)")]
     NoTemplate,
+    /// The `tokenizers` crate failed to encode the text.
     #[error("tokenizer: {0}")]
     Encode(String),
 }
@@ -20,11 +30,14 @@ pub enum TokenizerError {
 /// One chat turn, as in `transformers`' `apply_chat_template`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// Who speaks: `"system"`, `"user"` or `"assistant"` (what the template expects).
     pub role: String,
+    /// The turn's text.
     pub content: String,
 }
 
 impl ChatMessage {
+    /// A user turn, the usual single-message prompt.
     pub fn user(content: impl Into<String>) -> Self {
         Self { role: "user".into(), content: content.into() }
     }
@@ -42,6 +55,8 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
+    /// Wraps a `tokenizers` tokenizer with its chat template and BOS/EOS strings (the
+    /// template refers to them as `bos_token` / `eos_token`).
     pub fn new(
         inner: tokenizers::Tokenizer,
         chat_template: Option<String>,
@@ -115,18 +130,22 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The id of a token given by its text (e.g. a special token), if it exists.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
 
+    /// The end-of-sequence token's text, as declared by the tokenizer's config.
     pub fn eos_token(&self) -> Option<&str> {
         self.eos_token.as_deref()
     }
 
+    /// The Jinja chat template's source, if the model ships one.
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }
 
+    /// The underlying `tokenizers` tokenizer, for what this wrapper does not expose.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
@@ -190,6 +209,19 @@ impl TextTokenizer {
     }
 }
 
+/// The ids that end a generation: the config's EOS ids in order, then the tokenizer's EOS
+/// token when the config does not list it (chat models often end a turn with a token,
+/// e.g. `<|im_end|>`, that only the tokenizer names).
+pub fn stop_tokens(config_eos: &[u32], tokenizer: &TextTokenizer) -> Vec<u32> {
+    let mut ids = config_eos.to_vec();
+    if let Some(eos) = tokenizer.eos_token().and_then(|t| tokenizer.token_to_id(t)) {
+        if !ids.contains(&eos) {
+            ids.push(eos);
+        }
+    }
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +242,18 @@ mod tests {
         let tok = byte_tokenizer(template);
         let out = tok.render_chat(&[ChatMessage::user("  hi  ")], true).unwrap();
         assert_eq!(out, "<s><|user|>hi</s>\n<|assistant|>");
+    }
+
+    #[test]
+    fn stop_tokens_append_the_tokenizer_eos_once() {
+        // The tokenizer's EOS "b" is id 1.
+        let tok =
+            TextTokenizer::new(byte_tokenizer("").inner().clone(), None, None, Some("b".into()));
+        assert_eq!(stop_tokens(&[7, 3], &tok), [7, 3, 1]);
+        assert_eq!(stop_tokens(&[1, 7], &tok), [1, 7]);
+        assert_eq!(stop_tokens(&[], &tok), [1]);
+        // An EOS string the vocabulary lacks ("</s>" here) adds nothing.
+        assert_eq!(stop_tokens(&[7], &byte_tokenizer("")), [7]);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Trunk<B: Backend> {
     norm: RmsNorm<B>,
 }
 
+/// A Llama-family decoder-only language model: the trunk plus the LM head, with the
+/// config it was built from (saved with it, and read by the sampler for diffusion).
 #[derive(Module, Debug)]
 pub struct Transformer<B: Backend> {
     model: Trunk<B>,
@@ -56,6 +58,7 @@ impl<B: Backend> Transformer<B> {
         Self { model, lm_head, config: config.clone() }
     }
 
+    /// The hyper-parameters (and diffusion settings) this model was built with.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }

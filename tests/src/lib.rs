@@ -1,6 +1,8 @@
 //! Shared helpers of the cross-crate tests: fixture paths, the real SmolLM2 checkpoint
 //! (fetched on first use by `scripts/fetch-smollm2.sh`), and comparison utilities.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -10,10 +12,12 @@ pub type TestBackend = burn::backend::NdArray<f32>;
 #[cfg(feature = "wgpu")]
 pub type TestBackend = burn::backend::Wgpu;
 
+/// The workspace root (fixtures, scripts and the cache are found from it).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// A file or directory of `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests").join("fixtures").join(name)
 }
@@ -114,7 +118,7 @@ pub fn tiny_train_config(
 
 /// The `loss` of every line of a run's `metrics.jsonl` (NaN where it was not finite).
 pub fn logged_losses(out: &Path) -> Vec<f64> {
-    opdlm_training::metrics::read_log(&out.join("metrics.jsonl"))
+    opdlm_training::read_log(&out.join("metrics.jsonl"))
         .iter()
         .map(|v| v["loss"].as_f64().unwrap_or(f64::NAN))
         .collect()

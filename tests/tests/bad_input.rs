@@ -81,8 +81,7 @@ fn weight_problems_name_the_file_or_tensor() {
         .unwrap();
     });
     let err = load_model::<TestBackend>(&dir, &Default::default())
-        .err()
-        .expect("shape mismatch must fail")
+        .expect_err("shape mismatch must fail")
         .to_string();
     assert_mentions(&err, &["weights do not match", "mlp"]);
     // Integer tensors where floats are expected: the header's dtypes are rewritten in
@@ -126,7 +125,7 @@ mod run_inputs {
     use opdlm_inference::{generate, CommitRule, DecodeConfig, DecodeError};
     use opdlm_model::load_model;
     use opdlm_tests::{tiny_model_dir, tiny_train_config, TestBackend};
-    use opdlm_training::objective::Objective;
+    use opdlm_training::Objective;
     use opdlm_training::{train, TrainConfig};
 
     type A = burn::backend::Autodiff<TestBackend>;
@@ -345,8 +344,7 @@ mod run_inputs {
         let dir: PathBuf = tiny_model_dir("tiny-llama", "pickle");
         std::fs::rename(dir.join("model.safetensors"), dir.join("pytorch_model.bin")).unwrap();
         let err = load_model::<TestBackend>(Path::new(&dir), &Default::default())
-            .err()
-            .expect("loaded pickle weights")
+            .expect_err("loaded pickle weights")
             .to_string();
         assert_mentions(&err, &["model.safetensors"]);
     }

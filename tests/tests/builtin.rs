@@ -5,12 +5,12 @@
 //! - the default conversion's settings train, export a student that loads and decodes,
 //!   and evaluate it (a short run: the full one is `cargo xtask train`).
 
+use opdlm_harness::builtin::{builtin_train_config, eval_settings, test_items, MAX_NEW_TOKENS};
+use opdlm_harness::eval::{evaluate, DecodeMode, EvalSettings};
+use opdlm_harness::pretrain::builtin_teacher_dir;
 use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
 use opdlm_model::load_pretrained;
 use opdlm_tests::TestBackend;
-use opdlm_training::builtin::{builtin_train_config, eval_settings, test_items, MAX_NEW_TOKENS};
-use opdlm_training::eval::{evaluate, DecodeMode, EvalSettings};
-use opdlm_training::pretrain::builtin_teacher_dir;
 use opdlm_training::train;
 
 type B = TestBackend;
@@ -24,7 +24,7 @@ fn builtin_teacher_solves_held_out_problems() {
         block_size: 1,
         max_new_tokens: MAX_NEW_TOKENS,
         batch_size: 50,
-        modes: vec![DecodeMode::Ar],
+        modes: vec![DecodeMode::AR],
     };
     let result =
         &evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0], |_| {})

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use opdlm_tests::{logged_losses, tiny_model_dir};
-use opdlm_training::checkpoint::{latest_checkpoint, verify_checkpoint};
+use opdlm_training::{latest_checkpoint, verify_checkpoint};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_opdlm-train-child");
 /// Checkpoints every 4 steps: epochs 1 (steps 0–3), 2 (4–7), 3 (8–9).

@@ -122,10 +122,12 @@ fn block_size_one_static_equals_greedy_autoregressive_decoding() {
         let m = model(name, 1, true);
         for prompt in prompts() {
             let want = uncached_ar(&m, &prompt, 9);
-            let block1 = run(&m, &[prompt.clone()], &config(1, 1, 9, CommitRule::Static)).remove(0);
+            let block1 =
+                run(&m, std::slice::from_ref(&prompt), &config(1, 1, 9, CommitRule::Static))
+                    .remove(0);
             let ar = run(
                 &m,
-                &[prompt.clone()],
+                std::slice::from_ref(&prompt),
                 &DecodeConfig::autoregressive(9, SamplingConfig::GREEDY, vec![], 0),
             )
             .remove(0);
@@ -143,8 +145,12 @@ fn cached_block_decoding_equals_uncached_block_decoding() {
             for prompt in prompts() {
                 // 10 new tokens: not a multiple of either block size with these prompts.
                 let want = uncached_block_static(&m, &prompt, block, 10, shift);
-                let got = run(&m, &[prompt.clone()], &config(block, block, 10, CommitRule::Static))
-                    .remove(0);
+                let got = run(
+                    &m,
+                    std::slice::from_ref(&prompt),
+                    &config(block, block, 10, CommitRule::Static),
+                )
+                .remove(0);
                 assert_eq!(got, want, "block {block} shift {shift} prompt len {}", prompt.len());
                 assert_eq!(got.len(), 10);
             }
@@ -156,9 +162,12 @@ fn cached_block_decoding_equals_uncached_block_decoding() {
 fn dynamic_with_threshold_one_equals_static_one_token_per_step() {
     let m = model("tiny-llama", 4, false);
     for prompt in prompts() {
-        let stat = run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Static));
-        let dynamic =
-            run(&m, &[prompt.clone()], &config(4, 4, 11, CommitRule::Dynamic { threshold: 1.0 }));
+        let stat = run(&m, std::slice::from_ref(&prompt), &config(4, 4, 11, CommitRule::Static));
+        let dynamic = run(
+            &m,
+            std::slice::from_ref(&prompt),
+            &config(4, 4, 11, CommitRule::Dynamic { threshold: 1.0 }),
+        );
         assert_eq!(dynamic, stat);
     }
 }

@@ -12,8 +12,8 @@ use opdlm_model::{load_model, Transformer};
 use opdlm_tests::{
     logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend,
 };
-use opdlm_training::state::{response_blocks, select_masked, StateSelection};
 use opdlm_training::{load_checkpoint_student, train};
+use opdlm_training::{response_blocks, select_masked, StateSelection};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -126,8 +126,7 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     let earlier = load_checkpoint_student::<B>(&out, 2, &device).unwrap();
     assert!(weights(&earlier) != weights(&student), "checkpoint 2 equals the final student");
     let missing = load_checkpoint_student::<B>(&out, 9, &device)
-        .err()
-        .expect("there is no checkpoint 9")
+        .expect_err("there is no checkpoint 9")
         .to_string();
     assert!(
         missing.contains("manifest-9.json") && missing.contains("checkpoint 9 is incomplete"),
@@ -158,7 +157,7 @@ fn a_non_finite_step_is_skipped_counted_and_training_goes_on() {
     run.faults.nan_loss_at = vec![2];
     run.faults.nan_grads_at = vec![5];
     let summary = train::<A>(&run, &device, false).unwrap();
-    let log = opdlm_training::metrics::read_log(&summary.metrics);
+    let log = opdlm_training::read_log(&summary.metrics);
     let skipped: Vec<f64> = log.iter().map(|v| v["skipped"].as_f64().unwrap()).collect();
     assert_eq!(skipped, [0., 0., 1., 0., 0., 1., 0., 0.]);
     assert_eq!(log.last().unwrap()["skipped_total"].as_f64(), Some(2.0));
@@ -185,14 +184,13 @@ fn repeated_non_finite_steps_stop_the_run_and_keep_the_last_checkpoint() {
     run.max_bad_steps = 3;
     run.faults.nan_loss_at = vec![5, 6, 7];
     let err = train::<A>(&run, &device, false)
-        .err()
-        .expect("three bad steps in a row must stop the run")
+        .expect_err("three bad steps in a row must stop the run")
         .to_string();
     for part in ["3 optimizer steps in a row", "step 7", "Checkpoint 1", "intact", "--resume"] {
         assert!(err.contains(part), "error does not mention {part:?}: {err}");
     }
     assert_eq!(
-        opdlm_training::checkpoint::latest_checkpoint(&out),
+        opdlm_training::latest_checkpoint(&out),
         1,
         "the interrupted epoch 2 wrote no checkpoint"
     );

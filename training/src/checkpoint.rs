@@ -17,20 +17,23 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use burn::record::{FileRecorder, FullPrecisionSettings, Recorder, RecorderError};
+use opdlm_model::atomic::write_file_atomically;
 use opdlm_model::Transformer;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
+use crate::error::TrainError;
+use crate::faults::BeforeRename;
 use crate::step::DistillerRecord;
-use crate::trainer::{initial_student, TrainError};
+use crate::student::initial_student;
 
 /// The records the Learner saves per epoch, by file name prefix.
 const RECORDS: [&str; 3] = ["model", "optim", "scheduler"];
@@ -39,22 +42,24 @@ const EXTENSION: &str = "mpk";
 /// What `manifest-<epoch>.json` holds: proof that the epoch's files are complete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The Learner epoch (checkpoint number, from 1).
     pub epoch: usize,
     /// Training steps done when the checkpoint was taken.
     pub step: usize,
+    /// The epoch's record files.
     pub files: Vec<ManifestFile>,
 }
 
+/// One record file as written: a later read must find exactly these bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestFile {
+    /// File name in the checkpoint directory.
     pub name: String,
+    /// Size in bytes.
     pub bytes: u64,
+    /// SHA-256 of the contents, hex.
     pub sha256: String,
 }
-
-/// Called with a checkpoint's temporary file once it is written and synced, before the
-/// rename (tests use it to kill a run mid-write).
-pub type BeforeRename = fn(&Path);
 
 /// A burn [`FileRecorder`] writing named MessagePack records (burn's default format, so
 /// `DefaultRecorder` reads them too) atomically, and manifests when it knows the run.
@@ -101,7 +106,7 @@ impl AtomicRecorder {
         write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), String> {
         let before_rename = self.journal.as_ref().and_then(|j| j.before_rename);
-        let file = write_atomically(path, before_rename, write)
+        let file = write_hashed(path, before_rename, write)
             .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))?;
         let Some(journal) = &self.journal else { return Ok(()) };
         let Some((_, epoch)) = record_name(&file.name) else { return Ok(()) };
@@ -125,7 +130,7 @@ impl AtomicRecorder {
         };
         let path = dir.join(format!("manifest-{epoch}.json"));
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        write_atomically(&path, None, |w| w.write_all(&json))
+        write_file_atomically(&path, |w| w.write_all(&json), None)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         remove_old_checkpoints(dir, journal.keep)
             .map_err(|e| format!("cannot remove old checkpoints in {}: {e}", dir.display()))
@@ -170,65 +175,29 @@ impl<B: Backend> FileRecorder<B> for AtomicRecorder {
     }
 }
 
-/// Writes `path` through `<path>.tmp`: write, sync, rename, sync the directory. On error
-/// the temporary file is removed and `path` is untouched.
-fn write_atomically(
+/// Writes a checkpoint file atomically ([`write_file_atomically`]) and returns its size
+/// and SHA-256 for the manifest, hashed as it is written.
+fn write_hashed(
     path: &Path,
     before_rename: Option<BeforeRename>,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<ManifestFile> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!("{name}.tmp"));
-    let written = (|| {
-        let mut out = Hashing {
-            inner: BufWriter::new(File::create(&tmp)?),
-            hasher: Sha256::new(),
-            bytes: 0,
-            failed: None,
-        };
-        // An encoder reports a failed write as its own error: report the OS error instead.
-        write(&mut out).map_err(|e| out.failed.take().unwrap_or(e))?;
-        let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(ManifestFile {
-            name: name.clone(),
-            bytes: out.bytes,
-            sha256: hex(&out.hasher.finalize()),
-        })
-    })();
-    let file = match written {
-        Ok(file) => file,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    if let Some(hook) = before_rename {
-        hook(&tmp);
-    }
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    Ok(file)
-}
-
-/// Writes `text` to `path` atomically (temporary file, sync, rename).
-pub fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    write_atomically(path, None, |w| w.write_all(text.as_bytes())).map(|_| ())
-}
-
-/// Makes a rename durable: syncs the directory entry (a no-op where directories cannot be
-/// opened, as on Windows).
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    match File::open(dir) {
-        Ok(d) => d.sync_all().or_else(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        }),
-        Err(_) => Ok(()),
-    }
+    let mut digest = None;
+    let hook = before_rename.map(|hook| move |tmp: &Path| hook(tmp));
+    write_file_atomically(
+        path,
+        |inner| {
+            let mut out = Hashing { inner, hasher: Sha256::new(), bytes: 0, failed: None };
+            // An encoder reports a failed write as its own error: report the OS error instead.
+            write(&mut out).map_err(|e| out.failed.take().unwrap_or(e))?;
+            digest = Some((out.bytes, hex(&out.hasher.finalize())));
+            Ok(())
+        },
+        hook.as_ref().map(|h| h as &dyn Fn(&Path)),
+    )?;
+    let (bytes, sha256) = digest.expect("written");
+    Ok(ManifestFile { name, bytes, sha256 })
 }
 
 struct Hashing<W> {
@@ -325,39 +294,56 @@ pub fn discard_after(out: &Path, epoch: usize) -> std::io::Result<()> {
     remove_epochs(&dir, |e| e > epoch)
 }
 
+/// A checkpoint file that is missing, unreadable or does not match its manifest (or
+/// could not be written), naming the file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct CheckpointError {
+    /// The file at fault.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl CheckpointError {
+    fn new(path: &Path, problem: impl std::fmt::Display) -> Self {
+        Self { path: path.to_path_buf(), problem: problem.to_string() }
+    }
+}
+
 /// Checks epoch `epoch`'s files against its manifest: sizes, and with `hashes` their
 /// SHA-256 too. The error says what does not match.
-pub fn verify_checkpoint(out: &Path, epoch: usize, hashes: bool) -> Result<Manifest, String> {
+pub fn verify_checkpoint(
+    out: &Path,
+    epoch: usize,
+    hashes: bool,
+) -> Result<Manifest, CheckpointError> {
     let dir = out.join("checkpoint");
     let path = dir.join(format!("manifest-{epoch}.json"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e} (checkpoint {epoch} is incomplete)", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CheckpointError::new(&path, format!("{e} (checkpoint {epoch} is incomplete)"))
+    })?;
     let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| CheckpointError::new(&path, e))?;
     for kind in RECORDS {
         let name = format!("{kind}-{epoch}.{EXTENSION}");
         let listed = manifest
             .files
             .iter()
             .find(|f| f.name == name)
-            .ok_or_else(|| format!("{} does not list {name}", path.display()))?;
+            .ok_or_else(|| CheckpointError::new(&path, format!("does not list {name}")))?;
         let file = dir.join(&name);
-        let bytes = std::fs::metadata(&file).map_err(|e| format!("{}: {e}", file.display()))?.len();
+        let bytes = std::fs::metadata(&file).map_err(|e| CheckpointError::new(&file, e))?.len();
         if bytes != listed.bytes {
-            return Err(format!(
-                "{}: {bytes} bytes, the manifest says {}",
-                file.display(),
-                listed.bytes
-            ));
+            let problem = format!("{bytes} bytes, the manifest says {}", listed.bytes);
+            return Err(CheckpointError::new(&file, problem));
         }
         if hashes {
-            let sha256 = sha256_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let sha256 = sha256_file(&file).map_err(|e| CheckpointError::new(&file, e))?;
             if sha256 != listed.sha256 {
-                return Err(format!(
-                    "{}: SHA-256 {sha256} differs from the manifest's {}",
-                    file.display(),
-                    listed.sha256
-                ));
+                let problem =
+                    format!("SHA-256 {sha256} differs from the manifest's {}", listed.sha256);
+                return Err(CheckpointError::new(&file, problem));
             }
         }
     }
@@ -410,18 +396,17 @@ pub fn load_checkpoint_student<B: Backend>(
     device: &B::Device,
 ) -> Result<Transformer<B>, TrainError> {
     let config_path = out.join("config.json");
-    let io =
-        |path: &Path, message: String| TrainError::Io { path: path.display().to_string(), message };
     let text =
-        std::fs::read_to_string(&config_path).map_err(|e| io(&config_path, e.to_string()))?;
+        std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
     let config: TrainConfig = serde_json::from_str(&text)
-        .map_err(|e| io(&config_path, format!("not a run's config: {e}")))?;
-    verify_checkpoint(out, epoch, true).map_err(TrainError::Checkpoint)?;
-    let (student, _tokenizer) = initial_student::<B>(&config, device)?;
+        .map_err(|e| TrainError::io(&config_path, format!("not a run's config: {e}")))?;
+    verify_checkpoint(out, epoch, true)?;
+    let student = initial_student::<B>(&config, device)?.model;
     let path = out.join("checkpoint").join(format!("model-{epoch}"));
     let record: DistillerRecord<B> =
         Recorder::<B>::load(&AtomicRecorder::default(), path.clone(), device).map_err(|e| {
-            io(&path.with_extension(EXTENSION), format!("cannot read checkpoint {epoch}: {e}"))
+            let problem = format!("cannot read checkpoint {epoch}: {e}");
+            CheckpointError::new(&path.with_extension(EXTENSION), problem)
         })?;
     Ok(student.load_record(record.student))
 }
@@ -516,7 +501,7 @@ mod tests {
         std::fs::write(&file, &bytes).unwrap();
         assert_eq!(latest_checkpoint(&out), 2, "sizes still match");
         assert_eq!(verified_checkpoint(&out), 1, "the hash does not");
-        assert!(verify_checkpoint(&out, 2, true).unwrap_err().contains("optim-2.mpk"));
+        assert!(verify_checkpoint(&out, 2, true).unwrap_err().to_string().contains("optim-2.mpk"));
         std::fs::write(&file, &bytes[..10]).unwrap();
         assert_eq!(latest_checkpoint(&out), 1);
         discard_after(&out, 1).unwrap();

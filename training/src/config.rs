@@ -4,12 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use opdlm_inference::{CommitRule, SamplingConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::curriculum::{Curriculum, RampShape};
-use crate::objective::{Divergence, Objective};
+use crate::faults::FaultInjection;
+use crate::loss::{Divergence, Loss, Objective};
 use crate::state::StateSelection;
 
+/// Every setting of a conversion run. [`TrainConfig::default`] is the one place where
+/// defaults live; `--config` files and flags override it field by field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -19,9 +23,11 @@ pub struct TrainConfig {
     pub prompts: PathBuf,
     /// Output directory: checkpoints, metrics, plots, the exported model.
     pub out: PathBuf,
+    /// What the student trains on: OPDLM or one of the paper's baselines.
     pub objective: Objective,
     /// Render prompts with the teacher's chat template.
     pub chat: bool,
+    /// Block size of the student: slots denoised together, bidirectional inside a block.
     pub block_size: usize,
     /// Dynamic commit threshold γ of the rollout sampler.
     pub threshold: f32,
@@ -29,19 +35,29 @@ pub struct TrainConfig {
     pub temperature: f32,
     /// Distill on the teacher's top-k tokens only (None = full vocabulary).
     pub top_k_logits: Option<usize>,
-    pub divergence: DivergenceName,
-    pub state_selection: StateSelectionName,
+    /// How teacher and student distributions are compared (distillation objectives).
+    pub divergence: Divergence,
+    /// Which visited state of a rollout OPDLM trains on.
+    pub state_selection: StateSelection,
+    /// Peak learning rate (after warmup).
     pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
     pub final_lr: f64,
     /// Linear warmup, in optimizer steps.
     pub warmup: usize,
+    /// Prompts per rollout step.
     pub batch_size: usize,
+    /// Rollout steps whose gradients are summed into one optimizer step.
     pub grad_accum: usize,
+    /// Gradients are clipped to this global norm.
     pub max_grad_norm: f64,
+    /// Maximum rollout length at the first step (the curriculum's start).
     pub rollout_len_min: usize,
+    /// Maximum rollout length once the curriculum has ramped up.
     pub rollout_len_max: usize,
     /// Rollout steps to go from the minimum to the maximum rollout length.
     pub rollout_len_ramp: usize,
+    /// Shape of the rollout-length ramp.
     pub rollout_len_shape: RampShape,
     /// Total rollout (training) steps.
     pub steps: usize,
@@ -52,47 +68,11 @@ pub struct TrainConfig {
     /// Optimizer steps in a row with a non-finite loss or gradient (each one skipped)
     /// after which the run stops.
     pub max_bad_steps: usize,
+    /// Seed of the data order, rollouts and state selection.
     pub seed: u64,
     /// Faults injected by tests; never read from files or flags, never saved.
     #[serde(skip)]
     pub faults: FaultInjection,
-}
-
-/// Faults a test injects into a run to check that the numerical guard and crash recovery
-/// work. Empty (the default) in every real run.
-#[derive(Debug, Clone, Default)]
-pub struct FaultInjection {
-    /// Global steps whose loss is multiplied by NaN (so are all their gradients).
-    pub nan_loss_at: Vec<usize>,
-    /// Global steps whose gradients are made NaN while the loss stays finite.
-    pub nan_grads_at: Vec<usize>,
-    /// Called with each checkpoint's temporary file after it is written and synced, just
-    /// before it is renamed into place.
-    pub before_rename: Option<crate::checkpoint::BeforeRename>,
-}
-
-impl PartialEq for FaultInjection {
-    /// Hooks compare by presence (function addresses are not meaningful).
-    fn eq(&self, other: &Self) -> bool {
-        self.nan_loss_at == other.nan_loss_at
-            && self.nan_grads_at == other.nan_grads_at
-            && self.before_rename.is_some() == other.before_rename.is_some()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DivergenceName {
-    ForwardKl,
-    ReverseKl,
-    Jsd,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StateSelectionName {
-    PerBlock,
-    Trajectory,
 }
 
 impl Default for TrainConfig {
@@ -104,12 +84,12 @@ impl Default for TrainConfig {
             out: PathBuf::from("runs/opdlm"),
             objective: Objective::Opdlm,
             chat: false,
-            block_size: 4,
+            block_size: opdlm_model::DEFAULT_BLOCK_SIZE,
             threshold: 0.9,
             temperature: 1.0,
             top_k_logits: None,
-            divergence: DivergenceName::ForwardKl,
-            state_selection: StateSelectionName::PerBlock,
+            divergence: Divergence::ForwardKl,
+            state_selection: StateSelection::PerBlock,
             lr: 1e-5,
             final_lr: 1e-6,
             warmup: 5,
@@ -130,15 +110,29 @@ impl Default for TrainConfig {
     }
 }
 
+/// A config that cannot be used, naming the file or the setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
+    /// The TOML file could not be read or parsed.
     #[error("{path}: {message}")]
-    File { path: String, message: String },
+    File {
+        /// The config file.
+        path: String,
+        /// The reader's or parser's message (with line and column).
+        message: String,
+    },
+    /// A setting is out of range.
     #[error("invalid setting `{field}`: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        /// The setting's name, as in the file.
+        field: &'static str,
+        /// What range it needs.
+        message: String,
+    },
 }
 
 impl TrainConfig {
+    /// Reads a TOML file of settings (snake_case keys); missing keys keep their defaults.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigFileError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
@@ -147,21 +141,12 @@ impl TrainConfig {
             .map_err(|e| ConfigFileError::File { path: shown, message: e.to_string() })
     }
 
-    pub fn divergence(&self) -> Divergence {
-        match self.divergence {
-            DivergenceName::ForwardKl => Divergence::ForwardKl,
-            DivergenceName::ReverseKl => Divergence::ReverseKl,
-            DivergenceName::Jsd => Divergence::Jsd,
-        }
+    /// The objective bound to its state rule and targets.
+    pub fn loss(&self) -> Loss {
+        Loss::new(self.objective, self.state_selection, self.divergence, self.top_k_logits)
     }
 
-    pub fn state_selection(&self) -> StateSelection {
-        match self.state_selection {
-            StateSelectionName::PerBlock => StateSelection::PerBlock,
-            StateSelectionName::Trajectory => StateSelection::Trajectory,
-        }
-    }
-
+    /// The rollout-length schedule.
     pub fn curriculum(&self) -> Curriculum {
         Curriculum {
             min_len: self.rollout_len_min,
@@ -188,11 +173,13 @@ impl TrainConfig {
         if self.block_size == 0 {
             return bad("block_size", "must be at least 1".into());
         }
-        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            return bad("threshold", format!("{} is outside (0, 1]", self.threshold));
+        // The rollout sampler's settings, checked by the sampler's own validation.
+        if let Err(message) = (CommitRule::Dynamic { threshold: self.threshold }).validate() {
+            return bad("threshold", message);
         }
-        if !(self.temperature >= 0.0) {
-            return bad("temperature", format!("{} must be ≥ 0", self.temperature));
+        let sampling = SamplingConfig { temperature: self.temperature, top_k: 0, top_p: 1.0 };
+        if let Err(message) = sampling.validate() {
+            return bad("temperature", message);
         }
         if self.top_k_logits == Some(0) {
             return bad(
@@ -200,7 +187,7 @@ impl TrainConfig {
                 "must be at least 1 (omit it for the full vocabulary)".into(),
             );
         }
-        if self.top_k_logits.is_some() && self.divergence != DivergenceName::ForwardKl {
+        if self.top_k_logits.is_some() && self.divergence != Divergence::ForwardKl {
             return bad("top_k_logits", "teacher top-k is only defined for forward KL".into());
         }
         if !(self.lr > 0.0 && self.lr <= 1.0 && self.final_lr > 0.0 && self.final_lr <= self.lr) {
@@ -230,7 +217,7 @@ impl TrainConfig {
                 ),
             );
         }
-        if !(self.max_grad_norm > 0.0) {
+        if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
             return bad("max_grad_norm", "must be positive".into());
         }
         Ok(())
@@ -266,11 +253,7 @@ mod tests {
             (TrainConfig { threshold: 1.5, ..base.clone() }, "threshold"),
             (TrainConfig { block_size: 0, ..base.clone() }, "block_size"),
             (
-                TrainConfig {
-                    top_k_logits: Some(16),
-                    divergence: DivergenceName::Jsd,
-                    ..base.clone()
-                },
+                TrainConfig { top_k_logits: Some(16), divergence: Divergence::Jsd, ..base.clone() },
                 "top_k_logits",
             ),
             (TrainConfig { rollout_len_min: 500, ..base.clone() }, "rollout_len_min"),

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the maximum rollout length grows from its minimum to its maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum RampShape {
     /// Paper: `L_s = min(L_max, L_min + ⌊s / S_warm · (L_max − L_min)⌋)`.
@@ -13,12 +15,16 @@ pub enum RampShape {
     Cosine,
 }
 
+/// The rollout-length schedule of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Curriculum {
+    /// Maximum rollout length at step 0.
     pub min_len: usize,
+    /// Maximum rollout length once ramped up.
     pub max_len: usize,
     /// Rollout steps to reach `max_len` (0 = start at `max_len`).
     pub ramp_steps: usize,
+    /// How the length grows along the ramp.
     pub shape: RampShape,
 }
 

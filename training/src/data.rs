@@ -8,23 +8,51 @@ use std::sync::Arc;
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::prelude::Backend;
-use opdlm_inference::prompts::read_prompt_lines;
+use opdlm_inference::prompts::{read_prompt_lines, PromptRecord};
 use opdlm_model::TextTokenizer;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::config::TrainConfig;
-use crate::objective::ResponseSource;
-use crate::rollout::PromptItem;
+use crate::loss::ResponseSource;
+
+/// A prompt and, for dataset-driven objectives, its reference response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptItem {
+    /// The prompt's token ids (chat template already applied when asked).
+    pub prompt: Vec<u32>,
+    /// The prompt file's `answer`, tokenized, followed by the first stop token.
+    pub response: Option<Vec<u32>>,
+}
 
 /// One training step's input.
 #[derive(Debug, Clone)]
 pub struct PromptBatch {
     /// Global step (0-based): drives the curriculum and the rollout seed.
     pub step: usize,
+    /// The step's prompts.
     pub items: Vec<PromptItem>,
+    /// Seed of the step's sampling and state selection.
     pub seed: u64,
+}
+
+/// A prompt file that cannot be trained on, with the file and line at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// The file could not be read or is not JSONL prompts.
+    #[error(transparent)]
+    File(#[from] opdlm_inference::prompts::PromptFileError),
+    /// One line cannot be used.
+    #[error("{path}:{line}: {message}")]
+    Line {
+        /// The prompt file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Reads and tokenizes `config.prompts`. With `config.chat`, prompts are rendered by the
@@ -37,30 +65,28 @@ pub fn load_prompts(
     tokenizer: &TextTokenizer,
     stop: Option<u32>,
     context: usize,
-) -> Result<Vec<PromptItem>, String> {
+) -> Result<Vec<PromptItem>, PromptError> {
     let path = &config.prompts;
-    let records = read_prompt_lines(path).map_err(|e| e.to_string())?;
     let from_dataset = config.objective.response_source() == ResponseSource::Dataset;
+    let records = read_prompt_lines(path)?;
     records
         .iter()
         .map(|(line, record)| {
-            let at = |message: String| format!("{}:{line}: {message}", path.display());
-            let text = match (config.chat, &record.prompt) {
-                (true, _) => tokenizer.render_chat(&record.messages(), true).map_err(|e| at(e.to_string()))?,
-                (false, Some(p)) => p.clone(),
-                (false, None) => return Err(at("`messages` needs the chat template: train with --chat".into())),
+            let at = |message: String| PromptError::Line {
+                path: path.display().to_string(),
+                line: *line,
+                message,
             };
-            let prompt = tokenizer.encode(&text).map_err(|e| at(e.to_string()))?;
-            if prompt.is_empty() {
-                return Err(at("the prompt encodes to no tokens".into()));
-            }
+            let prompt = prompt_ids(config.chat, record, tokenizer).map_err(at)?;
             let response = match &record.answer {
                 Some(answer) => {
                     let mut ids = tokenizer.encode(answer).map_err(|e| at(e.to_string()))?;
                     ids.extend(stop);
                     Some(ids)
                 }
-                None if from_dataset => return Err(at("no `answer`: this objective trains on the dataset's answers".into())),
+                None if from_dataset => {
+                    return Err(at("no `answer`: this objective trains on the dataset's answers".into()))
+                }
                 None => None,
             };
             let (what, extra) = match &response {
@@ -68,11 +94,32 @@ pub fn load_prompts(
                 _ => ("rollout_len_max", config.rollout_len_max),
             };
             if prompt.len() + extra > context {
-                return Err(at(format!("the prompt has {} tokens; with {what} ({extra} tokens) that is more than the teacher's context of {context}", prompt.len())));
+                return Err(at(format!(
+                    "the prompt has {} tokens; with {what} ({extra} tokens) that is more than the teacher's context of {context}",
+                    prompt.len()
+                )));
             }
             Ok(PromptItem { prompt, response })
         })
         .collect()
+}
+
+/// The prompt of one record as token ids (rendered by the chat template with `chat`).
+fn prompt_ids(
+    chat: bool,
+    record: &PromptRecord,
+    tokenizer: &TextTokenizer,
+) -> Result<Vec<u32>, String> {
+    let text = match (chat, &record.prompt) {
+        (true, _) => tokenizer.render_chat(&record.messages(), true).map_err(|e| e.to_string())?,
+        (false, Some(p)) => p.clone(),
+        (false, None) => return Err("`messages` needs the chat template: train with --chat".into()),
+    };
+    let prompt = tokenizer.encode(&text).map_err(|e| e.to_string())?;
+    if prompt.is_empty() {
+        return Err("the prompt encodes to no tokens".into());
+    }
+    Ok(prompt)
 }
 
 /// Yields `steps_per_epoch` batches per Learner epoch; the epoch counter starts at the

@@ -2,13 +2,18 @@
 //! step (the weights and Adam moments stay as they were), is reported on stderr and counted
 //! in `metrics.jsonl` (`skipped`, `skipped_total`). `max_bad` skipped optimizer steps in
 //! a row stop the run through the Learner's interrupter; the epoch in progress then writes
-//! no checkpoint, so the last good one stays the newest.
+//! no checkpoint, so the last good one stays the newest. A failed rollout stops the run the
+//! same way (a Learner step cannot return an error), and the trainer reports it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use burn::train::Interrupter;
 
+use crate::rollout::RolloutError;
+
+/// Watches every step for non-finite numbers and failed rollouts, and stops the run
+/// through the Learner's interrupter when it must.
 pub struct NumericGuard {
     max_bad: usize,
     interrupter: Interrupter,
@@ -21,6 +26,8 @@ pub struct NumericGuard {
     last_bad_step: AtomicUsize,
     in_row: AtomicUsize,
     stopped: Mutex<Option<String>>,
+    /// The first failed rollout: its global step and error.
+    rollout_failure: Mutex<Option<(usize, RolloutError)>>,
 }
 
 impl std::fmt::Debug for NumericGuard {
@@ -33,6 +40,8 @@ impl std::fmt::Debug for NumericGuard {
 }
 
 impl NumericGuard {
+    /// A guard that stops the run through `interrupter` after `max_bad` skipped
+    /// optimizer steps in a row.
     pub fn new(max_bad: usize, interrupter: Interrupter) -> Self {
         Self {
             max_bad,
@@ -43,6 +52,7 @@ impl NumericGuard {
             last_bad_step: AtomicUsize::new(0),
             in_row: AtomicUsize::new(0),
             stopped: Mutex::new(None),
+            rollout_failure: Mutex::new(None),
         }
     }
 
@@ -54,7 +64,7 @@ impl NumericGuard {
     /// Judges one micro-batch of global step `step`; true when it is bad (its optimizer
     /// step will be skipped).
     pub fn check(&self, step: usize, loss: f64, grad_norm: f64) -> bool {
-        if (step % self.steps_per_epoch) % self.grad_accum == 0 {
+        if (step % self.steps_per_epoch).is_multiple_of(self.grad_accum) {
             // A new group: a bad micro-batch of a group the Learner dropped at the end of
             // an epoch must not cancel this one.
             self.skip_update.store(false, Ordering::SeqCst);
@@ -93,6 +103,18 @@ impl NumericGuard {
     /// Why the guard stopped the run, if it did.
     pub fn stopped(&self) -> Option<String> {
         self.stopped.lock().expect("not poisoned").clone()
+    }
+
+    /// Records that the rollout of global step `step` failed and stops the run.
+    pub fn fail_rollout(&self, step: usize, error: RolloutError) {
+        let message = format!("the rollout of step {step} failed: {error}");
+        self.rollout_failure.lock().expect("not poisoned").get_or_insert((step, error));
+        self.interrupter.stop(Some(&message));
+    }
+
+    /// The first failed rollout, if any: its global step and error.
+    pub fn rollout_failure(&self) -> Option<(usize, RolloutError)> {
+        self.rollout_failure.lock().expect("not poisoned").clone()
     }
 }
 

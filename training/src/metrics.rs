@@ -15,9 +15,9 @@ use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 
+use crate::progress::Progress;
 use crate::step::StepOutput;
 
 /// One number of [`StepOutput`] as a burn-train metric.
@@ -29,6 +29,7 @@ pub struct ScalarMetric {
 }
 
 impl ScalarMetric {
+    /// A metric named `name` reading its value from a step's output with `pick`.
     pub fn new(name: &str, pick: fn(&StepOutput) -> f64) -> Self {
         Self { name: Arc::new(name.to_string()), pick, state: NumericMetricState::default() }
     }
@@ -90,7 +91,7 @@ pub struct StepRenderer {
     names: HashMap<MetricId, String>,
     current: Vec<(String, f64)>,
     log: PathBuf,
-    bar: ProgressBar,
+    progress: Progress,
     tokens_total: f64,
     skipped_total: f64,
     step: usize,
@@ -111,19 +112,13 @@ impl StepRenderer {
         for line in &kept {
             writeln!(file, "{line}")?;
         }
-        let bar = ProgressBar::new(total_steps as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_position(first_step as u64);
+        let mut progress = Progress::new(total_steps, "training", "steps");
+        progress.set_position(first_step);
         Ok(Self {
             names: HashMap::new(),
             current: vec![],
             log,
-            bar,
+            progress,
             tokens_total,
             skipped_total,
             step: first_step,
@@ -167,14 +162,14 @@ impl MetricsRendererTraining for StepRenderer {
             line.insert(name.to_lowercase().replace(' ', "_"), value.into());
         }
         let get = |k: &str| line.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-        self.bar.set_message(format!(
+        self.progress.set_message(format!(
             "loss {:.4} | rollout len {:.0} | {:.2} tok/fwd | {:.0} tokens",
             get("loss"),
             get("rollout_len"),
             get("rollout_tokens_per_forward"),
             self.tokens_total
         ));
-        self.bar.inc(1);
+        self.progress.inc(1);
         if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&self.log) {
             let _ = writeln!(file, "{}", serde_json::Value::Object(line));
         }
@@ -196,7 +191,7 @@ impl MetricsRendererEvaluation for StepRenderer {
 
 impl MetricsRenderer for StepRenderer {
     fn manual_close(&mut self) {
-        self.bar.finish();
+        self.progress.finish();
     }
 
     fn register_metric(&mut self, definition: MetricDefinition) {

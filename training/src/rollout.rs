@@ -1,205 +1,138 @@
 //! Producing training examples for one step: responses (student rollouts with the
 //! inference sampler, teacher generations, or dataset answers), then the state `x_t` and
-//! loss weights per the objective. Token ids flow straight from the sampler: nothing is
-//! decoded and re-tokenized.
+//! loss weights per the objective ([`Loss::example`]). Token ids flow straight from the
+//! sampler: nothing is decoded and re-tokenized.
 
 use std::time::Instant;
 
 use burn::prelude::*;
-use opdlm_inference::{generate, CommitRule, DecodeConfig, RowOutput, SamplingConfig};
+use opdlm_inference::{
+    generate, CommitRule, DecodeConfig, DecodeError, DecodeStats, RowOutput, SamplingConfig,
+};
 use opdlm_model::Transformer;
 use rand::rngs::StdRng;
+use rand::SeedableRng;
 
-use crate::example::Example;
-use crate::objective::{Objective, ResponseSource};
-use crate::state::{random_mask, select_masked, StateSelection};
+use crate::data::{PromptBatch, PromptItem};
+use crate::loss::{Example, Loss, ResponseSource};
 
-/// How rollouts are sampled and states chosen.
+/// How the student's rollouts (and the teacher's generations) are sampled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolloutSettings {
+    /// Slots per block of the student's sampler.
     pub block_size: usize,
+    /// Denoising steps per block at most.
     pub steps_per_block: usize,
     /// Dynamic commit threshold γ of the student's sampler.
     pub threshold: f32,
+    /// Sampling temperature of rollouts and teacher generations.
     pub temperature: f32,
-    pub state_selection: StateSelection,
+    /// A response ends at the first of these.
     pub stop_tokens: Vec<u32>,
-}
-
-/// A prompt and, for dataset-driven objectives, its reference response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PromptItem {
-    pub prompt: Vec<u32>,
-    pub response: Option<Vec<u32>>,
 }
 
 /// Figures of one step's response generation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RolloutStats {
+    /// Response tokens over the batch (stop tokens included).
     pub generated_tokens: usize,
+    /// Mean response length.
     pub mean_response_len: f64,
-    /// Rollout tokens per forward pass (per sequence).
+    /// Rollout tokens per forward pass (per sequence); 0 for dataset responses.
     pub tokens_per_forward: f64,
+    /// Wall-clock time of the generation.
     pub seconds: f64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Why a step's examples could not be made.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum RolloutError {
+    /// A dataset objective met a prompt without an answer.
     #[error("objective bd3lm trains on dataset responses, but prompt {0} has none (give `answer` in the prompt file, or use --objective sft)")]
     MissingResponse(usize),
+    /// The sampler rejected the batch.
     #[error(transparent)]
-    Decode(#[from] opdlm_inference::DecodeError),
+    Decode(#[from] DecodeError),
 }
 
-/// Examples for one training step. `student` is the inference copy of the student.
-#[allow(clippy::too_many_arguments)]
+/// Examples for one training step: a response per prompt of `batch` (at most `max_len`
+/// tokens), then its state and weights. `student` and `teacher` are inference copies.
+/// The batch's seed drives sampling and state selection.
 pub fn make_examples<B: Backend>(
-    objective: Objective,
-    student: &Transformer<B>,
-    teacher: &Transformer<B>,
-    items: &[PromptItem],
-    max_len: usize,
+    loss: &Loss,
     settings: &RolloutSettings,
-    seed: u64,
-    rng: &mut StdRng,
+    (student, teacher): (&Transformer<B>, &Transformer<B>),
+    batch: &PromptBatch,
+    max_len: usize,
 ) -> Result<(Vec<Example>, RolloutStats), RolloutError> {
     let started = Instant::now();
-    let prompts: Vec<Vec<u32>> = items.iter().map(|i| i.prompt.clone()).collect();
-    let sampling = SamplingConfig { temperature: settings.temperature, top_k: 0, top_p: 1.0 };
-    let rows: Vec<RowOutput> = match objective.response_source() {
-        ResponseSource::StudentRollout => {
-            let config = DecodeConfig {
-                steps_per_block: settings.steps_per_block,
-                sampling,
-                stop_tokens: settings.stop_tokens.clone(),
-                seed,
-                ..DecodeConfig::diffusion(
-                    settings.block_size,
-                    max_len,
-                    CommitRule::Dynamic { threshold: settings.threshold },
-                )
-            };
-            generate(student, &prompts, &config, |_| {})?.rows
-        }
-        ResponseSource::TeacherGeneration => {
-            let config =
-                DecodeConfig::autoregressive(max_len, sampling, settings.stop_tokens.clone(), seed);
-            generate(teacher, &prompts, &config, |_| {})?.rows
-        }
-        ResponseSource::Dataset => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let tokens = item.response.clone().ok_or(RolloutError::MissingResponse(i))?;
-                Ok(RowOutput {
-                    first_unmask_step: vec![0; tokens.len()],
-                    stopped: tokens.last().is_some_and(|t| settings.stop_tokens.contains(t)),
-                    tokens,
-                    steps: 0,
-                    forwards: 0,
-                    states: vec![],
-                })
-            })
-            .collect::<Result<_, RolloutError>>()?,
-    };
+    let rows = responses(loss, settings, (student, teacher), batch, max_len)?;
     let generated: usize = rows.iter().map(|r| r.tokens.len()).sum();
-    let forwards: usize = rows.iter().map(|r| r.forwards).sum();
     let stats = RolloutStats {
         generated_tokens: generated,
         mean_response_len: generated as f64 / rows.len().max(1) as f64,
-        tokens_per_forward: if forwards > 0 { generated as f64 / forwards as f64 } else { 0.0 },
+        tokens_per_forward: DecodeStats::row_tokens_per_forward(&rows),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let examples = items
+    let mut rng = StdRng::seed_from_u64(batch.seed);
+    let examples = batch
+        .items
         .iter()
         .zip(rows)
-        .map(|(item, row)| to_example(objective, item, row, settings, rng))
+        .map(|(item, row)| loss.example(&item.prompt, row, settings.block_size, &mut rng))
         .collect();
     Ok((examples, stats))
 }
 
-/// Chooses `x_t` and the per-slot weights for one response.
-fn to_example(
-    objective: Objective,
-    item: &PromptItem,
-    row: RowOutput,
+/// One response per prompt, from the source the objective names.
+fn responses<B: Backend>(
+    loss: &Loss,
     settings: &RolloutSettings,
-    rng: &mut StdRng,
-) -> Example {
-    let (p, r) = (item.prompt.len(), row.tokens.len());
-    let (masked, times) = if objective.on_policy_states() {
-        (
-            select_masked(
-                settings.state_selection,
-                &row.first_unmask_step,
-                p,
-                settings.block_size,
-                rng,
-            ),
-            vec![1.0; r],
-        )
-    } else {
-        random_mask(p, r, settings.block_size, rng)
-    };
-    // Distillation objectives leave the stop token out of the loss, as the OPDLM loss of
-    // the reference does. Hard-label objectives (bd3lm, sft) train it, as the BD3LM recipe
-    // does: without it their students never learn to stop.
-    let trained = if row.stopped && !objective.hard_labels() { r - 1 } else { r };
-    let weights = (0..r)
-        .map(|j| match (masked[j] && j < trained, objective.hard_labels()) {
-            (false, _) => 0.0,
-            (true, true) => 1.0 / times[j],
-            (true, false) => 1.0,
-        })
-        .collect();
-    Example { prompt: item.prompt.clone(), response: row.tokens, weights }
+    (student, teacher): (&Transformer<B>, &Transformer<B>),
+    batch: &PromptBatch,
+    max_len: usize,
+) -> Result<Vec<RowOutput>, RolloutError> {
+    let prompts: Vec<Vec<u32>> = batch.items.iter().map(|i| i.prompt.clone()).collect();
+    let sampling = SamplingConfig { temperature: settings.temperature, top_k: 0, top_p: 1.0 };
+    let stop_tokens = settings.stop_tokens.clone();
+    Ok(match loss.objective().response_source() {
+        ResponseSource::StudentRollout => {
+            let rule = CommitRule::Dynamic { threshold: settings.threshold };
+            let config = DecodeConfig {
+                steps_per_block: settings.steps_per_block,
+                sampling,
+                stop_tokens,
+                seed: batch.seed,
+                ..DecodeConfig::diffusion(settings.block_size, max_len, rule)
+            };
+            generate(student, &prompts, &config, |_| {})?.rows
+        }
+        ResponseSource::TeacherGeneration => {
+            let config = DecodeConfig::autoregressive(max_len, sampling, stop_tokens, batch.seed);
+            generate(teacher, &prompts, &config, |_| {})?.rows
+        }
+        ResponseSource::Dataset => batch
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| dataset_response(item, &settings.stop_tokens, i))
+            .collect::<Result<_, RolloutError>>()?,
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    /// Loss weight of the stop slot of a stopped response, under a random mask (both
-    /// objectives below mask randomly) drawn from a seed that masks that slot.
-    fn stop_slot_weight(objective: Objective) -> f32 {
-        let item = PromptItem { prompt: vec![5, 6, 7, 8], response: Some(vec![1, 2, 3, 0]) };
-        let row = RowOutput {
-            tokens: vec![1, 2, 3, 0],
-            first_unmask_step: vec![0; 4],
-            stopped: true,
-            steps: 0,
-            forwards: 0,
-            states: vec![],
-        };
-        let settings = RolloutSettings {
-            block_size: 4,
-            steps_per_block: 4,
-            threshold: 0.9,
-            temperature: 1.0,
-            state_selection: StateSelection::PerBlock,
-            stop_tokens: vec![0],
-        };
-        for seed in 0..1000 {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let (masked, _) = random_mask(4, 4, 4, &mut StdRng::seed_from_u64(seed));
-            if masked[3] {
-                return to_example(objective, &item, row.clone(), &settings, &mut rng).weights[3];
-            }
-        }
-        panic!("no seed masked the stop slot");
-    }
-
-    #[test]
-    fn the_stop_token_is_trained_with_hard_labels_only() {
-        assert!(
-            stop_slot_weight(Objective::Bd3lm) > 0.0,
-            "bd3lm must learn to emit the stop token"
-        );
-        assert_eq!(
-            stop_slot_weight(Objective::OpdlmOff),
-            0.0,
-            "distillation leaves the stop token out, as the reference"
-        );
-    }
+/// A prompt file's answer as a finished row (no trajectory: it was never sampled).
+fn dataset_response(
+    item: &PromptItem,
+    stop_tokens: &[u32],
+    index: usize,
+) -> Result<RowOutput, RolloutError> {
+    let tokens = item.response.clone().ok_or(RolloutError::MissingResponse(index))?;
+    Ok(RowOutput {
+        first_unmask_step: vec![0; tokens.len()],
+        stopped: tokens.last().is_some_and(|t| stop_tokens.contains(t)),
+        tokens,
+        steps: 0,
+        forwards: 0,
+        states: vec![],
+    })
 }

@@ -5,16 +5,22 @@
 use burn::lr_scheduler::LrScheduler;
 use burn::prelude::Backend;
 
+/// The run's learning-rate schedule (burn's `LrScheduler`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WarmupCosine {
+    /// Rate at the end of the warmup.
     pub peak: f64,
+    /// Rate at the last step.
     pub last: f64,
+    /// Iterations of linear warmup from 0.
     pub warmup: usize,
+    /// Iterations in all.
     pub total: usize,
     step: usize,
 }
 
 impl WarmupCosine {
+    /// A schedule over `total` iterations, starting at iteration 0.
     pub fn new(peak: f64, last: f64, warmup: usize, total: usize) -> Self {
         Self { peak, last, warmup, total, step: 0 }
     }

@@ -12,39 +12,73 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::{Adaptor, ItemLazy};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use opdlm_model::Transformer;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use crate::clip::{clip_global_norm, global_norm};
-use crate::config::FaultInjection;
+use crate::config::TrainConfig;
 use crate::curriculum::Curriculum;
 use crate::data::PromptBatch;
-use crate::example::{batch_loss, batch_teacher_targets, Targets};
+use crate::faults::FaultInjection;
 use crate::guard::NumericGuard;
-use crate::objective::Objective;
-use crate::rollout::{make_examples, RolloutSettings};
+use crate::loss::Loss;
+use crate::rollout::{make_examples, RolloutError, RolloutSettings};
 
 /// What a step needs besides the two models.
 #[derive(Debug, Clone)]
 pub struct StepSettings {
-    pub objective: Objective,
+    /// The objective with its state rule and targets.
+    pub loss: Loss,
+    /// How responses are sampled.
     pub rollout: RolloutSettings,
-    pub targets: Targets,
+    /// The maximum rollout length per step.
     pub curriculum: Curriculum,
+    /// The student's mask token.
     pub mask_id: u32,
+    /// Global gradient-norm clip.
     pub max_grad_norm: f64,
-    /// Skips steps with a non-finite loss or gradient; shared by all copies of the model.
+    /// Skips steps with a non-finite loss or gradient, and stops the run on a failed
+    /// rollout; shared by all copies of the model.
     pub guard: Arc<NumericGuard>,
+    /// Test faults (empty in real runs).
     pub faults: FaultInjection,
 }
 
+impl StepSettings {
+    /// The settings of `config`'s run for a student whose mask token is `mask_id`.
+    pub fn from_config(
+        config: &TrainConfig,
+        mask_id: u32,
+        stop_tokens: Vec<u32>,
+        guard: Arc<NumericGuard>,
+    ) -> Self {
+        Self {
+            loss: config.loss(),
+            rollout: RolloutSettings {
+                block_size: config.block_size,
+                steps_per_block: config.block_size,
+                threshold: config.threshold,
+                temperature: config.temperature,
+                stop_tokens,
+            },
+            curriculum: config.curriculum(),
+            mask_id,
+            max_grad_norm: config.max_grad_norm,
+            guard,
+            faults: config.faults.clone(),
+        }
+    }
+}
+
+/// The trained student and the frozen teacher, as one burn module: the Learner optimizes
+/// and checkpoints the student only.
 #[derive(Module, Debug)]
 pub struct Distiller<B: Backend> {
+    /// The block-diffusion model being trained.
     pub student: Transformer<B>,
     /// Frozen: skipped by the optimizer and the checkpointer; `no_grad` so its forward
     /// passes build no autodiff graph.
     #[module(skip)]
     pub teacher: Transformer<B>,
+    /// The step's settings (not saved: `config.json` holds them).
     #[module(skip)]
     pub settings: StepSettings,
 }
@@ -52,18 +86,25 @@ pub struct Distiller<B: Backend> {
 /// Numbers one step reports (plain floats, logged by `crate::metrics`).
 #[derive(Debug, Clone, Default)]
 pub struct StepOutput {
+    /// The batch loss (0 when no example carried loss).
     pub loss: f64,
     /// Examples that carried loss.
     pub examples: usize,
     /// Tokens consumed (prompt + response of every example).
     pub tokens: usize,
+    /// Mean response length.
     pub rollout_len: f64,
+    /// Rollout tokens per forward pass (the student's parallelism).
     pub rollout_tokens_per_forward: f64,
+    /// The curriculum's length limit at this step.
     pub max_rollout_len: usize,
+    /// Time spent generating responses.
     pub rollout_seconds: f64,
+    /// Time of the teacher's pass.
     pub teacher_seconds: f64,
     /// Student forward and backward passes.
     pub student_seconds: f64,
+    /// Prompts in the batch.
     pub batch_size: usize,
     /// 1 when the loss or a gradient was not finite and the optimizer step is skipped.
     pub skipped: f64,
@@ -83,54 +124,48 @@ impl Adaptor<StepOutput> for StepOutput {
 }
 
 impl<B: Backend> Distiller<B> {
-    pub fn new(student: Transformer<B>, teacher: Transformer<B>, settings: StepSettings) -> Self {
-        Self { student, teacher: teacher.no_grad(), settings }
+    /// Pairs `student` with a frozen copy of itself as the teacher (the conversion's
+    /// starting point: same weights, causal attention).
+    pub fn new(student: Transformer<B>, settings: StepSettings) -> Self {
+        let teacher = student.clone().no_grad();
+        Self { student, teacher, settings }
     }
 
-    /// Rollout with `rollout_models` (inference copies), then the loss on `self.student`.
+    /// The run of `config`: the trainer and the bench build their step through this.
+    pub fn from_config(
+        config: &TrainConfig,
+        student: Transformer<B>,
+        stop_tokens: Vec<u32>,
+        guard: Arc<NumericGuard>,
+    ) -> Self {
+        let mask_id =
+            student.config().diffusion.as_ref().expect("a converted student").mask_token_id;
+        Self::new(student, StepSettings::from_config(config, mask_id, stop_tokens, guard))
+    }
+
+    /// Rollout with `rollout_student`/`rollout_teacher` (inference copies), then the
+    /// loss on `self.student`.
     fn forward_training<R: Backend>(
         &self,
         batch: &PromptBatch,
         rollout_student: &Transformer<R>,
         rollout_teacher: &Transformer<R>,
-    ) -> (Option<Tensor<B, 1>>, StepOutput) {
+    ) -> Result<(Option<Tensor<B, 1>>, StepOutput), RolloutError> {
         let s = &self.settings;
         let max_len = s.curriculum.max_len_at(batch.step);
-        let mut rng = StdRng::seed_from_u64(batch.seed);
         let started = Instant::now();
-        let (examples, stats) = make_examples(
-            s.objective,
-            rollout_student,
-            rollout_teacher,
-            &batch.items,
-            max_len,
-            &s.rollout,
-            batch.seed,
-            &mut rng,
-        )
-        .unwrap_or_else(|e| panic!("rollout failed at step {}: {e}", batch.step));
+        let models = (rollout_student, rollout_teacher);
+        let (examples, stats) = make_examples(&s.loss, &s.rollout, models, batch, max_len)?;
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let targets = match s.targets {
-            Targets::Teacher { .. } => {
-                batch_teacher_targets(&self.teacher, &examples, s.mask_id).map(sync)
-            }
-            Targets::HardLabels => None,
-        };
+        let targets = s.loss.teacher_targets(&self.teacher, &examples, s.mask_id).map(sync);
         let teacher_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let count = examples.iter().filter(|e| !e.loss_slots().is_empty()).count();
-        let loss = batch_loss(
-            &self.student,
-            targets,
-            &examples,
-            s.targets,
-            s.rollout.block_size,
-            s.mask_id,
-        );
+        let loss =
+            s.loss.batch_loss(&self.student, targets, &examples, s.rollout.block_size, s.mask_id);
         let output = StepOutput {
             loss: 0.0,
-            examples: count,
+            examples: loss.as_ref().map_or(0, |l| l.examples),
             tokens: examples.iter().map(|e| e.tokens()).sum(),
             rollout_len: stats.mean_response_len,
             rollout_tokens_per_forward: stats.tokens_per_forward,
@@ -141,7 +176,7 @@ impl<B: Backend> Distiller<B> {
             batch_size: batch.items.len(),
             skipped: 0.0,
         };
-        (loss, output)
+        Ok((loss.map(|l| l.value), output))
     }
 }
 
@@ -151,7 +186,16 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
 
     fn step(&self, batch: PromptBatch) -> TrainOutput<StepOutput> {
         let inner = self.valid();
-        let (loss, mut output) = self.forward_training(&batch, &inner.student, &inner.teacher);
+        let (loss, mut output) = match self.forward_training(&batch, &inner.student, &inner.teacher)
+        {
+            Ok(result) => result,
+            Err(error) => {
+                // The Learner's step cannot fail: stop the run and report it afterwards.
+                self.settings.guard.fail_rollout(batch.step, error);
+                let output = StepOutput { batch_size: batch.items.len(), ..Default::default() };
+                return TrainOutput { grads: GradientsParams::new(), item: output };
+            }
+        };
         let started = Instant::now();
         let grads = match loss {
             Some(loss) => {
@@ -200,9 +244,16 @@ impl<B: Backend> InferenceStep for Distiller<B> {
     type Output = StepOutput;
 
     fn step(&self, batch: PromptBatch) -> StepOutput {
-        let (loss, mut output) = self.forward_training(&batch, &self.student, &self.teacher);
-        output.loss = loss.map_or(0.0, |l| l.into_scalar().elem::<f64>());
-        output
+        match self.forward_training(&batch, &self.student, &self.teacher) {
+            Ok((loss, mut output)) => {
+                output.loss = loss.map_or(0.0, |l| l.into_scalar().elem::<f64>());
+                output
+            }
+            Err(error) => {
+                self.settings.guard.fail_rollout(batch.step, error);
+                StepOutput::default()
+            }
+        }
     }
 }
 

@@ -1,62 +1,69 @@
-//! A whole run: load the teacher, make the student, train through burn-train's Learner
-//! (one Learner epoch = one checkpoint interval), export the student, plot the curves.
+//! A whole run, as a few named steps: prepare the output directory (fresh or resumed),
+//! convert the teacher into the student, train through burn-train's Learner (one Learner
+//! epoch = one checkpoint interval), report why a run stopped early, export the student
+//! and plot the curves.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burn::optim::AdamWConfig;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig};
+use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{Interrupter, Learner, SupervisedTraining};
+use burn::train::{Interrupter, Learner, LearningComponentsMarker, SupervisedTraining};
+use opdlm_model::atomic::write_text_atomically;
 use opdlm_model::load::save::save_hf_dir;
-use opdlm_model::{load_pretrained, TextTokenizer, Transformer};
+use opdlm_model::TextTokenizer;
 
-pub use crate::checkpoint::latest_checkpoint;
 use crate::checkpoint::{
-    discard_after, verified_checkpoint, write_file_atomically, AtomicRecorder, SaveEveryEpoch,
+    discard_after, latest_checkpoint, verified_checkpoint, AtomicRecorder, SaveEveryEpoch,
 };
 use crate::config::TrainConfig;
 use crate::data::{load_prompts, NoValidation, StepLoader};
-use crate::example::Targets;
+use crate::error::TrainError;
 use crate::guard::NumericGuard;
 use crate::metrics::{read_log, step_metrics, StepRenderer};
 use crate::plot::plot_curves;
-use crate::rollout::RolloutSettings;
 use crate::schedule::WarmupCosine;
-use crate::step::{Distiller, StepSettings};
+use crate::step::Distiller;
+use crate::student::initial_student;
 
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigFileError),
-    #[error(transparent)]
-    Load(#[from] opdlm_model::LoadError),
-    #[error("{0}")]
-    Data(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
-    #[error("{0} already holds checkpoints: pass --resume to continue that run, or choose another --out")]
-    OutputInUse(String),
-    #[error("{0}")]
-    Checkpoint(String),
-    #[error("training stopped: {message}. {kept}")]
-    Diverged { message: String, kept: String },
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Io { path: path.display().to_string(), message: e.to_string() }
-}
-
-/// Where a finished run left its results.
+/// Where a finished run left its results, and its headline numbers.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
+    /// The converted model (a Hugging Face directory).
     pub model_dir: PathBuf,
+    /// One JSON line per step.
     pub metrics: PathBuf,
+    /// Loss and tokens-per-forward curves (`None` when plotting failed).
     pub plot: Option<PathBuf>,
+    /// Steps logged.
     pub steps: usize,
+    /// Training tokens consumed (prompt + response of every example).
     pub tokens_total: f64,
+    /// Loss of the first logged step.
     pub first_loss: f64,
+    /// Loss of the last logged step.
     pub last_loss: f64,
+}
+
+/// The Learner's component types of a run: backend, schedule, model, optimizer.
+type Components<B> = LearningComponentsMarker<
+    B,
+    WarmupCosine,
+    Distiller<B>,
+    OptimizerAdaptor<AdamW, Distiller<B>, B>,
+>;
+
+/// The optimizer every run uses: AdamW with the paper's β = (0.9, 0.999) and no weight
+/// decay (Table 13).
+pub fn optimizer<B: AutodiffBackend>() -> OptimizerAdaptor<AdamW, Distiller<B>, B> {
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init()
 }
 
 /// Trains per `config`; with `resume`, continues from the latest checkpoint in `config.out`.
@@ -66,27 +73,9 @@ pub fn train<B: AutodiffBackend>(
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
     config.validate()?;
-    let out = config.out.clone();
-    std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
-    let resume_epoch = if resume { verified_checkpoint(&out) } else { 0 };
-    if !resume && latest_checkpoint(&out) > 0 {
-        return Err(TrainError::OutputInUse(out.display().to_string()));
-    }
-    // Leftovers of a killed run (temporary files, incomplete later epochs) would be
-    // mistaken for, or mixed with, the checkpoints this run writes.
-    discard_after(&out, resume_epoch).map_err(|e| io(&out.join("checkpoint"), e))?;
-    let config_path = out.join("config.json");
-    write_file_atomically(
-        &config_path,
-        &serde_json::to_string_pretty(config).expect("config serialises"),
-    )
-    .map_err(|e| io(&config_path, e))?;
-
-    let (student, tokenizer) = initial_student::<B>(config, device)?;
-    let teacher = student.clone();
-    let diffusion = student.config().diffusion.clone().expect("into_diffusion sets it");
-    let stop_tokens = stop_tokens(student.config().eos_token_ids.clone(), &tokenizer);
-    let context = student.config().max_position_embeddings;
+    let resume_epoch = prepare_output(config, resume)?;
+    let student = initial_student::<B>(config, device)?;
+    let context = student.model.config().max_position_embeddings;
     if config.block_size > context {
         return Err(TrainError::Data(format!(
             "block_size {} exceeds the teacher's context of {context} ({})",
@@ -94,42 +83,15 @@ pub fn train<B: AutodiffBackend>(
             config.teacher.display()
         )));
     }
-    let items = load_prompts(config, &tokenizer, stop_tokens.first().copied(), context)
-        .map_err(TrainError::Data)?;
+    let items =
+        load_prompts(config, &student.tokenizer, student.stop_tokens.first().copied(), context)?;
 
     let interrupter = Interrupter::new();
     let guard = Arc::new(
         NumericGuard::new(config.max_bad_steps, interrupter.clone())
             .with_accumulation(config.checkpoint_every, config.grad_accum),
     );
-    let settings = StepSettings {
-        objective: config.objective,
-        rollout: RolloutSettings {
-            block_size: config.block_size,
-            steps_per_block: config.block_size,
-            threshold: config.threshold,
-            temperature: config.temperature,
-            state_selection: config.state_selection(),
-            stop_tokens,
-        },
-        targets: if config.objective.hard_labels() {
-            Targets::HardLabels
-        } else {
-            Targets::Teacher { divergence: config.divergence(), top_k: config.top_k_logits }
-        },
-        curriculum: config.curriculum(),
-        mask_id: diffusion.mask_token_id,
-        max_grad_norm: config.max_grad_norm,
-        guard: guard.clone(),
-        faults: config.faults.clone(),
-    };
-    let model = Distiller::new(student, teacher, settings);
-    let optimizer = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
-        .init();
+    let model = Distiller::from_config(config, student.model, student.stop_tokens, guard.clone());
     // The Learner advances the schedule once per micro-batch.
     let schedule = WarmupCosine::new(
         config.lr,
@@ -137,8 +99,7 @@ pub fn train<B: AutodiffBackend>(
         config.warmup * config.grad_accum,
         config.steps,
     );
-    let learner = Learner::new(model, optimizer, schedule);
-
+    let learner = Learner::new(model, optimizer(), schedule);
     let loader = StepLoader::new(
         items,
         config.batch_size,
@@ -147,12 +108,48 @@ pub fn train<B: AutodiffBackend>(
         config.seed,
         resume_epoch,
     );
-    let first_step = resume_epoch * config.checkpoint_every;
-    let renderer = StepRenderer::new(&out, first_step, config.steps).map_err(|e| io(&out, e))?;
     let recorder = AtomicRecorder::for_run(config);
-    let mut training = SupervisedTraining::new(&out, Arc::new(loader), Arc::new(NoValidation))
+    let training =
+        supervised_training(config, resume_epoch, loader, recorder.clone(), interrupter)?;
+    let result = training.launch(learner);
+    stopped_early(config, &recorder, &guard)?;
+    export(config, &result.model.student, &student.tokenizer)
+}
+
+/// Makes `config.out` ready: refuses another run's checkpoints unless resuming, removes
+/// leftovers of a killed run (temporary files, incomplete later epochs, which would be
+/// mistaken for, or mixed with, the checkpoints this run writes) and saves `config.json`.
+/// Returns the epoch the run starts after (0 when fresh).
+fn prepare_output(config: &TrainConfig, resume: bool) -> Result<usize, TrainError> {
+    let out = &config.out;
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let resume_epoch = if resume { verified_checkpoint(out) } else { 0 };
+    if !resume && latest_checkpoint(out) > 0 {
+        return Err(TrainError::OutputInUse(out.display().to_string()));
+    }
+    discard_after(out, resume_epoch).map_err(|e| TrainError::io(&out.join("checkpoint"), e))?;
+    let config_path = out.join("config.json");
+    let json = serde_json::to_string_pretty(config).expect("config serialises");
+    write_text_atomically(&config_path, &json).map_err(|e| TrainError::io(&config_path, e))?;
+    Ok(resume_epoch)
+}
+
+/// burn-train's loop for this run: the step loader, metrics into `metrics.jsonl` and the
+/// progress display, atomic checkpoints every epoch, resumed at `resume_epoch`.
+fn supervised_training<B: AutodiffBackend>(
+    config: &TrainConfig,
+    resume_epoch: usize,
+    loader: StepLoader,
+    recorder: AtomicRecorder,
+    interrupter: Interrupter,
+) -> Result<SupervisedTraining<Components<B>>, TrainError> {
+    let out = &config.out;
+    let first_step = resume_epoch * config.checkpoint_every;
+    let renderer =
+        StepRenderer::new(out, first_step, config.steps).map_err(|e| TrainError::io(out, e))?;
+    let mut training = SupervisedTraining::new(out, Arc::new(loader), Arc::new(NoValidation))
         .metric_train_numeric(LearningRateMetric::new())
-        .with_file_checkpointer(recorder.clone())
+        .with_file_checkpointer(recorder)
         .with_checkpointing_strategy(SaveEveryEpoch)
         .with_interrupter(interrupter)
         .renderer(renderer)
@@ -165,23 +162,41 @@ pub fn train<B: AutodiffBackend>(
     if resume_epoch > 0 {
         training = training.checkpoint(resume_epoch);
     }
-    let result = training.launch(learner);
-    // A failed checkpoint or the guard stopped the run: report it, export nothing.
-    if let Some(error) = recorder.error() {
-        return Err(TrainError::Checkpoint(format!(
-            "{error}; the run stopped. {}",
-            kept_checkpoint(&out)
-        )));
+    Ok(training)
+}
+
+/// A failed checkpoint, a failed rollout or the numerical guard stopped the run: say
+/// which, and which checkpoint a resumed run starts from. Nothing is exported then.
+fn stopped_early(
+    config: &TrainConfig,
+    recorder: &AtomicRecorder,
+    guard: &NumericGuard,
+) -> Result<(), TrainError> {
+    let kept = || kept_checkpoint(&config.out);
+    if let Some(message) = recorder.error() {
+        return Err(TrainError::CheckpointWrite { message, kept: kept() });
+    }
+    if let Some((step, source)) = guard.rollout_failure() {
+        return Err(TrainError::Rollout { step, source, kept: kept() });
     }
     if let Some(message) = guard.stopped() {
-        return Err(TrainError::Diverged { message, kept: kept_checkpoint(&out) });
+        return Err(TrainError::Diverged { message, kept: kept() });
     }
+    Ok(())
+}
 
-    let model_dir = out.join("model");
-    save_hf_dir(&result.model.student, &tokenizer, &model_dir)?;
-    let metrics = out.join("metrics.jsonl");
+/// Saves the trained student as a Hugging Face directory (`<out>/model`), plots the
+/// curves and sums up the run from its metrics log.
+fn export<B: burn::prelude::Backend>(
+    config: &TrainConfig,
+    student: &opdlm_model::Transformer<B>,
+    tokenizer: &TextTokenizer,
+) -> Result<TrainSummary, TrainError> {
+    let model_dir = config.out.join("model");
+    save_hf_dir(student, tokenizer, &model_dir)?;
+    let metrics = config.out.join("metrics.jsonl");
     let log = read_log(&metrics);
-    let plot = plot_curves(&log, &out.join("curves.png")).ok();
+    let plot = plot_curves(&log, &config.out.join("curves.png")).ok();
     let value = |line: Option<&serde_json::Value>, key: &str| {
         line.and_then(|v| v[key].as_f64()).unwrap_or(f64::NAN)
     };
@@ -194,30 +209,6 @@ pub fn train<B: AutodiffBackend>(
         first_loss: value(log.first(), "loss"),
         last_loss: value(log.last(), "loss"),
     })
-}
-
-/// The teacher of `config` turned into an untrained block-diffusion student (mask token
-/// added, block-causal attention, no logit shift), and its tokenizer.
-pub fn initial_student<B: Backend>(
-    config: &TrainConfig,
-    device: &B::Device,
-) -> Result<(Transformer<B>, TextTokenizer), TrainError> {
-    let pretrained = load_pretrained::<B>(&config.teacher, device)?;
-    let tokenizer = pretrained.tokenizer;
-    Ok((
-        pretrained.model.into_diffusion(tokenizer.vocab_size(), config.block_size, false),
-        tokenizer,
-    ))
-}
-
-/// Stop tokens: the config's EOS ids, then the tokenizer's EOS token.
-pub fn stop_tokens(mut ids: Vec<u32>, tokenizer: &TextTokenizer) -> Vec<u32> {
-    if let Some(eos) = tokenizer.eos_token().and_then(|t| tokenizer.token_to_id(t)) {
-        if !ids.contains(&eos) {
-            ids.push(eos);
-        }
-    }
-    ids
 }
 
 /// Which checkpoint a stopped run leaves to resume from, in words.

@@ -3,7 +3,6 @@
 mod allocator;
 mod backend;
 mod commands;
-mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +21,7 @@ enum Command {
     /// Generate text with block-diffusion (or autoregressive) decoding, streaming blocks as they commit.
     Infer(commands::infer::InferArgs),
     /// Convert an autoregressive model into a block-diffusion model by on-policy distillation (or a baseline objective).
+    #[command(after_help = commands::train::defaults_help())]
     Train(Box<commands::train::TrainArgs>),
     /// Benchmark decoding speed: AR vs static vs dynamic block diffusion, one model, one run.
     Bench(commands::bench::BenchArgs),

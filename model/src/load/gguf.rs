@@ -22,58 +22,176 @@ const MAX_DIMS: u32 = 4;
 pub(crate) const MAX_ARRAY_DEPTH: u32 = 8;
 const DEFAULT_ALIGNMENT: u64 = 32;
 
+/// Why a GGUF file could not be read or used. Every variant carries the file's `path`;
+/// offsets and lengths let a corrupt file be inspected with a hex dump.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
+    /// The file could not be opened or mapped.
     #[error("{}: cannot read file: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: not a GGUF file: expected magic \"GGUF\", found {found:02x?}", .path.display())]
-    BadMagic { path: PathBuf, found: Vec<u8> },
-    #[error("{}: unsupported GGUF version {version} (expected 2 or 3)", .path.display())]
-    UnsupportedVersion { path: PathBuf, version: u32 },
-    #[error("{}: truncated header: {what} needs {needed} bytes at offset {offset}, file has {file_len}", .path.display())]
-    Truncated { path: PathBuf, what: &'static str, offset: usize, needed: u64, file_len: usize },
-    #[error("{}: implausible {what} length {len} at offset {offset} (file is only {file_len} bytes)", .path.display())]
-    ImplausibleLength {
+    Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not start with `GGUF`.
+    #[error("{}: not a GGUF file: expected magic \"GGUF\", found {found:02x?}", .path.display())]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// Its first (up to four) bytes.
+        found: Vec<u8>,
+    },
+    /// A GGUF version other than 2 or 3.
+    #[error("{}: unsupported GGUF version {version} (expected 2 or 3)", .path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it declares.
+        version: u32,
+    },
+    /// The header ends in the middle of a field.
+    #[error("{}: truncated header: {what} needs {needed} bytes at offset {offset}, file has {file_len}", .path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The field being read.
         what: &'static str,
-        len: u64,
+        /// Where the field starts.
         offset: usize,
+        /// Bytes the field needs.
+        needed: u64,
+        /// Size of the file.
         file_len: usize,
     },
+    /// A count or length that cannot fit in the rest of the file (garbage, rejected
+    /// before anything that large is allocated).
+    #[error("{}: implausible {what} length {len} at offset {offset} (file is only {file_len} bytes)", .path.display())]
+    ImplausibleLength {
+        /// The file.
+        path: PathBuf,
+        /// What the count counts.
+        what: &'static str,
+        /// The count as read.
+        len: u64,
+        /// Where it was read.
+        offset: usize,
+        /// Size of the file.
+        file_len: usize,
+    },
+    /// A structurally invalid header (duplicate keys, too many dims, bad alignment...).
     #[error("{}: malformed GGUF at offset {offset}: {msg}", .path.display())]
-    Malformed { path: PathBuf, offset: usize, msg: String },
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Where the offending entry starts.
+        offset: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A tensor's data would extend past the end of the file.
     #[error("{}: tensor '{tensor}' data needs bytes {}..{} but the file has {file_len}", .path.display(), .range.start, .range.end)]
-    TensorPastEof { path: PathBuf, tensor: String, range: Range<u64>, file_len: usize },
+    TensorPastEof {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The byte range its data needs (saturated at `u64::MAX`).
+        range: Range<u64>,
+        /// Size of the file.
+        file_len: usize,
+    },
+    /// A tensor type this reader cannot dequantise.
     #[error("{}: tensor '{tensor}' has unsupported ggml type id {type_id}", .path.display())]
-    UnsupportedType { path: PathBuf, tensor: String, type_id: u32 },
+    UnsupportedType {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// ggml's id of its type.
+        type_id: u32,
+    },
+    /// A quantised tensor whose rows are not made of whole blocks.
     #[error("{}: tensor '{tensor}' row length {row_len} is not a multiple of the {ggml_type:?} block size {block}", .path.display())]
-    BadRowLength { path: PathBuf, tensor: String, ggml_type: GgmlType, row_len: u64, block: usize },
+    BadRowLength {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// Its type.
+        ggml_type: GgmlType,
+        /// Elements per row (`ne[0]`).
+        row_len: u64,
+        /// Elements per block of its type.
+        block: usize,
+    },
+    /// A tensor was asked for by a name the file does not hold.
     #[error("{}: no tensor named '{name}'", .path.display())]
-    MissingTensor { path: PathBuf, name: String },
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The name asked for.
+        name: String,
+    },
+    /// A required metadata key is absent.
     #[error("{}: metadata key '{key}' is missing", .path.display())]
-    MissingKey { path: PathBuf, key: String },
+    MissingKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// A metadata value has the wrong type.
     #[error("{}: metadata key '{key}' is {found}, expected {expected}", .path.display())]
-    WrongType { path: PathBuf, key: String, expected: &'static str, found: String },
+    WrongType {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The type expected, in words.
+        expected: &'static str,
+        /// The value found, in words (see [`GgufValue`]'s `Display`).
+        found: String,
+    },
+    /// The `tokenizer.ggml.*` metadata does not describe a tokenizer we can build.
     #[error("{}: cannot build tokenizer: {msg}", .path.display())]
-    Tokenizer { path: PathBuf, msg: String },
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is unsupported or inconsistent.
+        msg: String,
+    },
 }
 
-/// A metadata value; GGUF value type ids are given in the comments.
+/// A metadata value, one variant per GGUF value type (its on-disk id in brackets).
 #[derive(Clone, Debug, PartialEq)]
 pub enum GgufValue {
-    U8(u8),                // 0
-    I8(i8),                // 1
-    U16(u16),              // 2
-    I16(i16),              // 3
-    U32(u32),              // 4
-    I32(i32),              // 5
-    F32(f32),              // 6
-    Bool(bool),            // 7
-    String(String),        // 8
-    Array(Vec<GgufValue>), // 9
-    U64(u64),              // 10
-    I64(i64),              // 11
-    F64(f64),              // 12
+    /// [0] unsigned 8-bit integer.
+    U8(u8),
+    /// [1] signed 8-bit integer.
+    I8(i8),
+    /// [2] unsigned 16-bit integer.
+    U16(u16),
+    /// [3] signed 16-bit integer.
+    I16(i16),
+    /// [4] unsigned 32-bit integer.
+    U32(u32),
+    /// [5] signed 32-bit integer.
+    I32(i32),
+    /// [6] 32-bit float.
+    F32(f32),
+    /// [7] boolean (one byte, non-zero = true).
+    Bool(bool),
+    /// [8] UTF-8 string.
+    String(String),
+    /// [9] array of values of one type (possibly arrays themselves).
+    Array(Vec<GgufValue>),
+    /// [10] unsigned 64-bit integer.
+    U64(u64),
+    /// [11] signed 64-bit integer.
+    I64(i64),
+    /// [12] 64-bit float.
+    F64(f64),
 }
 
 impl GgufValue {
@@ -107,21 +225,30 @@ impl fmt::Display for GgufValue {
     }
 }
 
+/// One entry of the tensor directory: where a tensor's data lies and how to decode it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GgufTensorInfo {
+    /// llama.cpp's name, e.g. `blk.0.attn_q.weight`.
     pub name: String,
     /// As stored: `ne[0]` (the contiguous, innermost dimension) first.
     pub dims: Vec<u64>,
+    /// Element type (possibly quantised).
     pub ggml_type: GgmlType,
     /// Relative to the start of the aligned data section.
     pub offset: u64,
 }
 
+/// A parsed GGUF file: its metadata and tensor directory, with the data left in place
+/// (mapped) until a tensor is read.
 #[derive(Debug)]
 pub struct GgufFile {
+    /// Where the file came from; names it in errors.
     pub path: PathBuf,
+    /// GGUF format version (2 or 3).
     pub version: u32,
+    /// Every metadata key and value (hyper-parameters, tokenizer, chat template).
     pub metadata: BTreeMap<String, GgufValue>,
+    /// The tensor directory, in file order.
     pub tensors: Vec<GgufTensorInfo>,
     /// Absolute file offset of the tensor data section.
     data_offset: u64,
@@ -147,6 +274,7 @@ impl std::ops::Deref for Bytes {
 }
 
 impl GgufFile {
+    /// Memory-maps and parses the file at `path`, validating every tensor's extent.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io)?;
@@ -183,6 +311,7 @@ impl GgufFile {
         Ok(gguf)
     }
 
+    /// A metadata value, if the key is present.
     pub fn get(&self, key: &str) -> Option<&GgufValue> {
         self.metadata.get(key)
     }
@@ -209,6 +338,7 @@ impl GgufFile {
             .ok_or_else(|| self.wrong_type(key, "a non-negative integer", v))
     }
 
+    /// A float value (f32 or f64 on disk); errors name a missing or non-float key.
     pub fn get_f64(&self, key: &str) -> Result<f64, GgufError> {
         match self.require(key)? {
             GgufValue::F32(x) => Ok(f64::from(*x)),
@@ -217,6 +347,7 @@ impl GgufFile {
         }
     }
 
+    /// A string value; errors name a missing or non-string key.
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
         match self.require(key)? {
             GgufValue::String(s) => Ok(s),
@@ -224,6 +355,7 @@ impl GgufFile {
         }
     }
 
+    /// An array of strings (e.g. the vocabulary), borrowed from the parsed metadata.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>, GgufError> {
         let v = self.require(key)?;
         let GgufValue::Array(items) = v else {
@@ -238,6 +370,7 @@ impl GgufFile {
             .collect()
     }
 
+    /// The directory entry of a tensor, if the file holds one of that name.
     pub fn tensor_info(&self, name: &str) -> Option<&GgufTensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
@@ -326,7 +459,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Parses everything before the tensor data: magic, version, metadata and the tensor
+    /// directory, and where the (aligned) data section starts.
     fn header(&mut self) -> Result<Header, GgufError> {
+        let version = self.magic_and_version()?;
+        let n_tensors = self.count("tensor count", 24)?;
+        let n_kv = self.count("metadata count", 13)?;
+        let metadata = self.metadata(n_kv)?;
+        let tensors = self.tensor_directory(n_tensors)?;
+        let alignment = self.alignment(&metadata)?;
+        let data_offset = (self.pos as u64).div_ceil(alignment) * alignment;
+        Ok(Header { version, metadata, tensors, data_offset })
+    }
+
+    /// Checks the `GGUF` magic and returns the format version, which must be 2 or 3.
+    fn magic_and_version(&mut self) -> Result<u32, GgufError> {
         let magic = self.buf.get(..4).unwrap_or(self.buf);
         if magic != b"GGUF" {
             return Err(GgufError::BadMagic { path: self.path.into(), found: magic.to_vec() });
@@ -336,8 +483,12 @@ impl<'a> Reader<'a> {
         if !(2..=3).contains(&version) {
             return Err(GgufError::UnsupportedVersion { path: self.path.into(), version });
         }
-        let n_tensors = self.count("tensor count", 24)?;
-        let n_kv = self.count("metadata count", 13)?;
+        Ok(version)
+    }
+
+    /// `n_kv` metadata key/value pairs; a key given twice is an error (which value
+    /// would win is not specified).
+    fn metadata(&mut self, n_kv: usize) -> Result<BTreeMap<String, GgufValue>, GgufError> {
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let at = self.pos;
@@ -348,39 +499,57 @@ impl<'a> Reader<'a> {
                 return Err(self.malformed(at, format!("duplicate metadata key '{key}'")));
             }
         }
+        Ok(metadata)
+    }
+
+    /// `n_tensors` tensor directory entries; a name given twice is an error.
+    fn tensor_directory(&mut self, n_tensors: usize) -> Result<Vec<GgufTensorInfo>, GgufError> {
         let mut tensors: Vec<GgufTensorInfo> = Vec::with_capacity(n_tensors);
         for _ in 0..n_tensors {
             let at = self.pos;
-            let name = self.string("tensor name")?;
-            let n_dims = self.u32("tensor n_dims")?;
-            if n_dims > MAX_DIMS {
-                return Err(self
-                    .malformed(at, format!("tensor '{name}' has {n_dims} dims (max {MAX_DIMS})")));
+            let info = self.tensor_entry()?;
+            if tensors.iter().any(|t| t.name == info.name) {
+                return Err(self.malformed(at, format!("duplicate tensor name '{}'", info.name)));
             }
-            let dims =
-                (0..n_dims).map(|_| self.u64("tensor dim")).collect::<Result<Vec<_>, _>>()?;
-            // Every product of dims (shape sizes, strides) must fit in an i64, whatever
-            // their order, even when another dim is 0 and the tensor is empty.
-            let sizes_fit = dims
-                .iter()
-                .filter(|&&d| d != 0)
-                .try_fold(1u64, |n, &d| n.checked_mul(d))
-                .is_some_and(|n| n <= i64::MAX as u64);
-            if !sizes_fit {
-                return Err(self.malformed(
-                    at,
-                    format!("tensor '{name}' dims {dims:?} overflow a 64-bit element count"),
-                ));
-            }
-            let ggml_type = GgmlType::from_id(self.u32("tensor type")?);
-            let offset = self.u64("tensor offset")?;
-            if tensors.iter().any(|t| t.name == name) {
-                return Err(self.malformed(at, format!("duplicate tensor name '{name}'")));
-            }
-            tensors.push(GgufTensorInfo { name, dims, ggml_type, offset });
+            tensors.push(info);
         }
-        let alignment = match metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
+        Ok(tensors)
+    }
+
+    /// One tensor directory entry: name, dims, type and data offset. At most
+    /// [`MAX_DIMS`] dims, whose element counts must fit in an `i64`.
+    fn tensor_entry(&mut self) -> Result<GgufTensorInfo, GgufError> {
+        let at = self.pos;
+        let name = self.string("tensor name")?;
+        let n_dims = self.u32("tensor n_dims")?;
+        if n_dims > MAX_DIMS {
+            return Err(
+                self.malformed(at, format!("tensor '{name}' has {n_dims} dims (max {MAX_DIMS})"))
+            );
+        }
+        let dims = (0..n_dims).map(|_| self.u64("tensor dim")).collect::<Result<Vec<_>, _>>()?;
+        // Every product of dims (shape sizes, strides) must fit in an i64, whatever
+        // their order, even when another dim is 0 and the tensor is empty.
+        let sizes_fit = dims
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .is_some_and(|n| n <= i64::MAX as u64);
+        if !sizes_fit {
+            return Err(self.malformed(
+                at,
+                format!("tensor '{name}' dims {dims:?} overflow a 64-bit element count"),
+            ));
+        }
+        let ggml_type = GgmlType::from_id(self.u32("tensor type")?);
+        let offset = self.u64("tensor offset")?;
+        Ok(GgufTensorInfo { name, dims, ggml_type, offset })
+    }
+
+    /// The data section's alignment: `general.alignment` (a power of two) or the default.
+    fn alignment(&self, metadata: &BTreeMap<String, GgufValue>) -> Result<u64, GgufError> {
+        match metadata.get("general.alignment") {
+            None => Ok(DEFAULT_ALIGNMENT),
             Some(v) => v
                 .as_i128()
                 .and_then(|a| u64::try_from(a).ok())
@@ -390,10 +559,8 @@ impl<'a> Reader<'a> {
                         self.pos,
                         format!("general.alignment must be a power of two, got {v}"),
                     )
-                })?,
-        };
-        let data_offset = (self.pos as u64).div_ceil(alignment) * alignment;
-        Ok(Header { version, metadata, tensors, data_offset })
+                }),
+        }
     }
 
     fn malformed(&self, offset: usize, msg: String) -> GgufError {

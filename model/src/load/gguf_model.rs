@@ -16,6 +16,7 @@ use crate::config::{Architecture, ModelConfig};
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
 
+/// Opens the GGUF file at `path` and builds its model (weights dequantised to f32).
 pub fn load_model<B: Backend>(
     path: &Path,
     device: &B::Device,
@@ -61,6 +62,7 @@ pub fn model_from_gguf<B: Backend>(
     apply_weights(Transformer::new(&config, device), tensors, &origin)
 }
 
+/// Opens the GGUF file at `path` and builds its tokenizer and chat template.
 pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, LoadError> {
     tokenizer(&GgufFile::open(path)?)
 }

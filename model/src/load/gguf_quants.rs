@@ -10,19 +10,33 @@ use half::{bf16, f16};
 #[allow(non_camel_case_types)] // names match ggml's so they can be grepped for
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GgmlType {
+    /// Plain f32.
     F32,
+    /// IEEE half precision.
     F16,
+    /// bfloat16.
     BF16,
+    /// 4-bit, blocks of 32 with an f16 scale.
     Q4_0,
+    /// 4-bit, blocks of 32 with an f16 scale and minimum.
     Q4_1,
+    /// 5-bit, blocks of 32 with an f16 scale.
     Q5_0,
+    /// 5-bit, blocks of 32 with an f16 scale and minimum.
     Q5_1,
+    /// 8-bit, blocks of 32 with an f16 scale.
     Q8_0,
+    /// 2-bit K-quant (256-element super-blocks).
     Q2_K,
+    /// 3-bit K-quant.
     Q3_K,
+    /// 4-bit K-quant.
     Q4_K,
+    /// 5-bit K-quant.
     Q5_K,
+    /// 6-bit K-quant.
     Q6_K,
+    /// 8-bit K-quant (llama.cpp's intermediate format for dot products).
     Q8_K,
     /// A type id this reader cannot decode (kept so the error can name it).
     Other(u32),
@@ -32,6 +46,7 @@ pub enum GgmlType {
 const QK_K: usize = 256;
 
 impl GgmlType {
+    /// The type stored under ggml's numeric id (unknown ids become [`Self::Other`]).
     pub fn from_id(id: u32) -> Self {
         match id {
             0 => Self::F32,
@@ -52,6 +67,7 @@ impl GgmlType {
         }
     }
 
+    /// ggml's numeric id of this type, as written in a GGUF tensor directory.
     pub fn id(self) -> u32 {
         match self {
             Self::F32 => 0,

@@ -34,11 +34,15 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// not a valid token id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GgufSpecialTokens {
+    /// `tokenizer.ggml.bos_token_id`.
     pub bos: Option<u32>,
+    /// `tokenizer.ggml.eos_token_id`.
     pub eos: Option<u32>,
+    /// `tokenizer.ggml.padding_token_id`.
     pub pad: Option<u32>,
 }
 
+/// The BOS/EOS/padding ids the file declares (absent or invalid ones are `None`).
 pub fn special_tokens_from_gguf(gguf: &GgufFile) -> GgufSpecialTokens {
     let id = |key: &str| gguf.get_u64(key).ok().and_then(|v| u32::try_from(v).ok());
     GgufSpecialTokens {
@@ -53,6 +57,9 @@ pub fn chat_template_from_gguf(gguf: &GgufFile) -> Option<String> {
     gguf.get_str("tokenizer.chat_template").ok().map(str::to_owned)
 }
 
+/// The file's tokenizer as a `tokenizers::Tokenizer` that encodes as llama.cpp does:
+/// byte-level BPE with the pre-tokenizer `tokenizer.ggml.pre` names, control and
+/// user-defined tokens matched whole, and BOS/EOS added when the file asks for it.
 pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
     let model = gguf.get_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
@@ -67,8 +74,32 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
         Some(_) => gguf.get_str("tokenizer.ggml.pre")?,
     };
     let tokens = gguf.get_str_array("tokenizer.ggml.tokens")?;
-    let merges = gguf
-        .get_str_array("tokenizer.ggml.merges")?
+    let merges = merges(gguf)?;
+    let vocab: Vocab =
+        tokens.iter().enumerate().map(|(id, t)| (t.to_string(), id as u32)).collect();
+    let split = pre_tokenizer(gguf, pre)?;
+
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(split.ignore_merges)
+        .build()
+        .map_err(|e| tok_err(gguf, format!("invalid BPE vocabulary/merges: {e}")))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(split.pre_tokenizer));
+    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+    if split.nfc {
+        tokenizer.with_normalizer(Some(NFC));
+    }
+    add_whole_tokens(&mut tokenizer, gguf, &tokens)?;
+    if let Some(post) = bos_eos_template(gguf, &tokens)? {
+        tokenizer.with_post_processor(Some(post));
+    }
+    Ok(tokenizer)
+}
+
+/// `tokenizer.ggml.merges` as token pairs (each entry is `"left right"`).
+fn merges(gguf: &GgufFile) -> Result<Vec<(String, String)>, GgufError> {
+    gguf.get_str_array("tokenizer.ggml.merges")?
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
@@ -76,10 +107,21 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
                 tok_err(gguf, format!("merge {i} {m:?} is not two space-separated tokens"))
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let vocab: Vocab =
-        tokens.iter().enumerate().map(|(id, t)| (t.to_string(), id as u32)).collect();
+        .collect()
+}
 
+/// How a model's tokenizer splits text before BPE, which decides the ids as much as the
+/// merges do.
+struct TextSplit {
+    pre_tokenizer: PreTokenizerWrapper,
+    /// Look whole words up in the vocabulary before merging (Llama 3).
+    ignore_merges: bool,
+    /// NFC-normalise the text first (Qwen2).
+    nfc: bool,
+}
+
+/// The split for `tokenizer.ggml.pre`, as each model's own tokenizer.json does it.
+fn pre_tokenizer(gguf: &GgufFile, pre: &str) -> Result<TextSplit, GgufError> {
     let byte_level = || ByteLevel::new(false, true, true);
     let split = |regex: &str| -> Result<PreTokenizerWrapper, GgufError> {
         let split =
@@ -101,24 +143,20 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
             return Err(tok_err(gguf, format!("tokenizer.ggml.pre '{other}' is not supported")))
         }
     };
+    Ok(TextSplit { pre_tokenizer, ignore_merges, nfc })
+}
 
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .ignore_merges(ignore_merges)
-        .build()
-        .map_err(|e| tok_err(gguf, format!("invalid BPE vocabulary/merges: {e}")))?;
-    let mut tokenizer = Tokenizer::new(bpe);
-    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
-    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-    if nfc {
-        tokenizer.with_normalizer(Some(NFC));
-    }
-
-    // Control tokens (<|im_start|>, ...) and user-defined ones must be matched
-    // whole in raw text, as llama.cpp does, instead of being cut up by BPE.
+/// Registers control tokens (`<|im_start|>`, ...) as special and user-defined ones as
+/// added tokens, so that both are matched whole in raw text, as llama.cpp does, instead
+/// of being cut up by BPE.
+fn add_whole_tokens(
+    tokenizer: &mut Tokenizer,
+    gguf: &GgufFile,
+    tokens: &[&str],
+) -> Result<(), GgufError> {
     let (special, user): (Vec<_>, Vec<_>) = token_types(gguf, tokens.len())?
         .into_iter()
-        .zip(&tokens)
+        .zip(tokens)
         .filter(|(ty, _)| *ty == TOKEN_TYPE_CONTROL || *ty == TOKEN_TYPE_USER_DEFINED)
         .partition(|(ty, _)| *ty == TOKEN_TYPE_CONTROL);
     let added = |list: Vec<(i128, &&str)>, is_special: bool| -> Vec<AddedToken> {
@@ -128,11 +166,7 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
     };
     tokenizer.add_special_tokens(&added(special, true));
     tokenizer.add_tokens(&added(user, false));
-
-    if let Some(post) = bos_eos_template(gguf, &tokens)? {
-        tokenizer.with_post_processor(Some(post));
-    }
-    Ok(tokenizer)
+    Ok(())
 }
 
 /// `tokenizer.ggml.token_type`, or all-normal when absent; must match the vocab size.

@@ -15,6 +15,8 @@ use crate::transformer::Transformer;
 const SINGLE_FILE: &str = "model.safetensors";
 const SHARD_INDEX: &str = "model.safetensors.index.json";
 
+/// Builds the model of a Hugging Face directory from its `config.json` and safetensors
+/// weights (single file or shards), failing on any missing, unused or mis-shaped tensor.
 pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<Transformer<B>, LoadError> {
     let config = ModelConfig::from_file(&dir.join("config.json"))?;
     let mut tensors = Vec::new();

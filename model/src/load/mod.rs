@@ -24,33 +24,60 @@ use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 
 use crate::config::{ConfigError, ModelConfig};
-use crate::tokenizer::{TextTokenizer, TokenizerError};
+use crate::tokenizer::{stop_tokens, TextTokenizer, TokenizerError};
 use crate::transformer::Transformer;
 
 /// One checkpoint tensor under its Hugging Face name, already converted to f32.
 pub struct NamedTensor {
+    /// The Hugging Face key, e.g. `model.layers.0.self_attn.q_proj.weight`.
     pub name: String,
+    /// The values in PyTorch's layout (`[out, in]` for linear weights).
     pub data: TensorData,
 }
 
 /// A model and the tokenizer that came with it.
 pub struct Pretrained<B: Backend> {
+    /// The weights, with the config they were built from.
     pub model: Transformer<B>,
+    /// The tokenizer and chat template read from the same source.
     pub tokenizer: TextTokenizer,
 }
 
+impl<B: Backend> Pretrained<B> {
+    /// The ids that end a generation with this model: see [`crate::tokenizer::stop_tokens`].
+    pub fn stop_tokens(&self) -> Vec<u32> {
+        stop_tokens(&self.model.config().eos_token_ids, &self.tokenizer)
+    }
+}
+
+/// Why a model or tokenizer could not be loaded (or saved); every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// `config.json` (or the hyper-parameters in GGUF metadata) is missing or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The tokenizer files are missing or invalid.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The GGUF file is malformed or uses something this reader does not support.
     #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
+    /// A file could not be read or written, or is not what was expected.
     #[error("{path}: {message}")]
-    File { path: String, message: String },
+    File {
+        /// The file or directory, as shown to the user.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Tensors are missing, unused or mis-shaped for the model the config describes.
     #[error("{origin}: weights do not match the model described by its config:\n{details}")]
-    Weights { origin: String, details: String },
+    Weights {
+        /// The checkpoint, as shown to the user.
+        origin: String,
+        /// Every offending tensor, as burn-store reports them.
+        details: String,
+    },
 }
 
 impl LoadError {
@@ -176,4 +203,29 @@ pub(crate) fn f32_tensor(
     dtype: burn::tensor::DType,
 ) -> TensorData {
     TensorData::from_bytes_vec(bytes, shape, dtype).convert::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    #[test]
+    fn pretrained_stop_tokens_are_config_eos_then_tokenizer_eos() {
+        let json = r#"{"model_type":"qwen3","vocab_size":8,"hidden_size":8,"intermediate_size":8,
+            "num_hidden_layers":1,"num_attention_heads":2,"rms_norm_eps":1e-6,
+            "max_position_embeddings":16,"eos_token_id":[5, 2]}"#;
+        let config = ModelConfig::from_json_str(json, "test").unwrap();
+        let vocab = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": { "type": "WordLevel", "vocab": { "a": 0, "<eos>": 1, "[UNK]": 2 }, "unk_token": "[UNK]" }
+        });
+        let inner = tokenizers::Tokenizer::from_bytes(vocab.to_string().as_bytes()).unwrap();
+        let pretrained = Pretrained {
+            model: Transformer::<NdArray<f32>>::new(&config, &Default::default()),
+            tokenizer: TextTokenizer::new(inner, None, None, Some("<eos>".into())),
+        };
+        assert_eq!(pretrained.stop_tokens(), [5, 2, 1]);
+    }
 }

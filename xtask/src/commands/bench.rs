@@ -272,7 +272,7 @@ fn run_worker(
 }
 
 fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job>> {
-    let train = (!args.no_train).then(|| TrainPlan {
+    let train = (!args.no_train).then_some(TrainPlan {
         rollout_len: args.train_rollout_len,
         temperature: 1.0,
         lr: 1e-5,

@@ -2,23 +2,24 @@
 //! with tokens per step/forward, tok/s and generative perplexity under a teacher.
 //! Writes `eval.json` and `eval.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::prelude::Backend;
 use clap::Args;
-use opdlm_model::{load_pretrained, ChatMessage, Transformer};
-use opdlm_training::builtin::{self, DEFAULT_THRESHOLDS};
-use opdlm_training::eval::{
-    evaluate, items_from_jsonl, markdown_table, DecodeMode, EvalItem, EvalSettings, ModeResult,
+use opdlm_harness::builtin::{self, DEFAULT_THRESHOLDS};
+use opdlm_harness::eval::{
+    items_from_jsonl, markdown_table, run_eval, write_report, DecodeMode, EvalItem, EvalSettings,
+    ModeResult,
 };
-use opdlm_training::pretrain::builtin_teacher_dir;
-use opdlm_training::trainer::stop_tokens;
+use opdlm_harness::pretrain::builtin_teacher_dir;
+use opdlm_inference::Sampler;
+use opdlm_model::{load_pretrained, ChatMessage, TextTokenizer, Transformer, DEFAULT_BLOCK_SIZE};
 use serde::Serialize;
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
-use crate::progress;
 
+/// Flags of `cargo xtask eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Model to evaluate: an AR model or a converted student (HF directory or .gguf)
@@ -42,13 +43,14 @@ pub struct EvalArgs {
     /// Evaluate only the first N prompts of --prompts.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Block size of static and dynamic decoding [default: the model's, else 4].
+    /// Block size of the block-diffusion modes [default: the model's, else 4].
     #[arg(long)]
     pub block_size: Option<usize>,
-    /// Decoding modes to run, comma-separated (dynamic runs once per threshold).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ModeArg::Ar, ModeArg::Static, ModeArg::Dynamic])]
-    pub modes: Vec<ModeArg>,
-    /// Dynamic decoding thresholds γ, comma-separated.
+    /// Decoding modes to run, comma-separated (dynamic, entropy and margin run once per
+    /// threshold).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Sampler::Ar, Sampler::Static, Sampler::Dynamic])]
+    pub modes: Vec<Sampler>,
+    /// Thresholds of the dynamic (γ), entropy (budget, nats) and margin modes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_THRESHOLDS.to_vec())]
     pub thresholds: Vec<f32>,
     /// Generation limit per prompt [default: 40 for the built-in tasks, 256 for --prompts].
@@ -68,23 +70,59 @@ pub struct EvalArgs {
     pub backend: BackendKind,
 }
 
-pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    anyhow::ensure!(args.block_size != Some(0), "--block-size must be at least 1");
-    if let Some(t) = args.thresholds.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
-        anyhow::bail!("--thresholds: {t} is outside (0, 1]");
+impl EvalArgs {
+    /// The evaluation's settings for a model whose own block size is `model_block`.
+    fn settings(&self, model_block: Option<usize>) -> EvalSettings {
+        let builtin_tasks = self.prompts.is_none();
+        let modes = self
+            .modes
+            .iter()
+            .flat_map(|&sampler| match sampler.uses_threshold() {
+                true => self
+                    .thresholds
+                    .iter()
+                    .map(|&threshold| DecodeMode { sampler, threshold })
+                    .collect(),
+                false => vec![DecodeMode { sampler, threshold: 0.0 }],
+            })
+            .collect();
+        EvalSettings {
+            block_size: self.block_size.or(model_block).unwrap_or(DEFAULT_BLOCK_SIZE),
+            max_new_tokens: self.max_new_tokens.unwrap_or(if builtin_tasks {
+                builtin::MAX_NEW_TOKENS
+            } else {
+                256
+            }),
+            batch_size: self.batch_size,
+            modes,
+        }
     }
-    dispatch(args.backend, EvalTask(args))
+
+    /// The items: --prompts (chat template applied with --chat, cut at --limit) or the
+    /// built-in test split.
+    fn items(&self, tokenizer: &TextTokenizer) -> anyhow::Result<Vec<EvalItem>> {
+        let mut items = match &self.prompts {
+            Some(path) => items_from_jsonl(path)?,
+            None => builtin::test_items(self.problems, self.seed),
+        };
+        if let Some(limit) = self.limit {
+            items.truncate(limit);
+        }
+        if self.chat {
+            for item in &mut items {
+                item.prompt =
+                    tokenizer.render_chat(&[ChatMessage::user(item.prompt.clone())], true)?;
+            }
+        }
+        Ok(items)
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeArg {
-    /// Autoregressive: block size 1, one token per forward.
-    Ar,
-    /// Block size B, one most-confident token per step.
-    Static,
-    /// Block size B, every slot above γ per step.
-    Dynamic,
+/// Runs `cargo xtask eval`.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    // Settings errors surface before any model is loaded.
+    args.settings(None).validate()?;
+    dispatch(args.backend, EvalTask(args))
 }
 
 struct EvalTask(EvalArgs);
@@ -103,9 +141,8 @@ impl BackendTask for EvalTask {
         let model_path = args.model.clone().unwrap_or_else(builtin_teacher_dir);
         let pretrained = load_pretrained::<B>(&model_path, &device)
             .with_context(|| format!("loading {}", model_path.display()))?;
-        let (model, tokenizer) = (pretrained.model, pretrained.tokenizer);
-        let builtin_tasks = args.prompts.is_none();
-        let teacher_path = args.teacher.clone().or_else(|| builtin_tasks.then(builtin_teacher_dir));
+        let teacher_path =
+            args.teacher.clone().or_else(|| args.prompts.is_none().then(builtin_teacher_dir));
         let teacher: Option<Transformer<B>> = match &teacher_path {
             Some(path) => Some(
                 load_pretrained::<B>(path, &device)
@@ -114,89 +151,34 @@ impl BackendTask for EvalTask {
             ),
             None => None,
         };
-        let mut items = match &args.prompts {
-            Some(path) => items_from_jsonl(path).map_err(anyhow::Error::msg)?,
-            None => builtin::test_items(args.problems, args.seed),
-        };
-        if let Some(limit) = args.limit {
-            items.truncate(limit);
-        }
-        if args.chat {
-            for item in &mut items {
-                item.prompt =
-                    tokenizer.render_chat(&[ChatMessage::user(item.prompt.clone())], true)?;
-            }
-        }
-        let block_size = args
-            .block_size
-            .or(model.config().diffusion.as_ref().map(|d| d.block_size))
-            .unwrap_or(4);
-        let max_new_tokens = args.max_new_tokens.unwrap_or(if builtin_tasks {
-            builtin::MAX_NEW_TOKENS
-        } else {
-            256
-        });
-        let modes: Vec<DecodeMode> = args
-            .modes
-            .iter()
-            .flat_map(|mode| match mode {
-                ModeArg::Ar => vec![DecodeMode::Ar],
-                ModeArg::Static => vec![DecodeMode::Static],
-                ModeArg::Dynamic => {
-                    args.thresholds.iter().map(|&t| DecodeMode::Dynamic(t)).collect()
-                }
-            })
-            .collect();
-        anyhow::ensure!(!modes.is_empty(), "--modes: nothing to run");
-        let settings =
-            EvalSettings { block_size, max_new_tokens, batch_size: args.batch_size, modes };
-        let stops = stop_tokens(model.config().eos_token_ids.clone(), &tokenizer);
-        let results = run_eval(&model, &tokenizer, teacher.as_ref(), &items, &settings, &stops)?;
+        let items = args.items(&pretrained.tokenizer)?;
+        let model_block = pretrained.model.config().diffusion.as_ref().map(|d| d.block_size);
+        let settings = args.settings(model_block);
+        let stops = pretrained.stop_tokens();
+        let results = run_eval(
+            &pretrained.model,
+            &pretrained.tokenizer,
+            teacher.as_ref(),
+            &items,
+            &settings,
+            &stops,
+        )?;
+        let prompts = args.prompts.as_ref().map_or_else(
+            || format!("built-in tasks, {} test problems (seed {})", items.len(), args.seed),
+            |p| p.display().to_string(),
+        );
         let report = Report {
             model: model_path.display().to_string(),
             teacher: teacher_path.map(|p| p.display().to_string()),
-            prompts: args.prompts.as_ref().map_or_else(
-                || format!("built-in tasks, {} test problems (seed {})", items.len(), args.seed),
-                |p| p.display().to_string(),
-            ),
+            prompts,
             results: &results,
         };
         let table = markdown_table(&results);
-        write_report(
-            &args.out,
-            &report,
-            &format!("# Evaluation of {}\n\nPrompts: {}\n\n{table}", report.model, report.prompts),
-        )?;
+        let markdown =
+            format!("# Evaluation of {}\n\nPrompts: {}\n\n{table}", report.model, report.prompts);
+        write_report(&args.out, &report, &markdown)?;
         println!("{table}");
         println!("report: {}/eval.json, {}/eval.md", args.out.display(), args.out.display());
         Ok(())
     }
-}
-
-/// Evaluation with a progress bar over prompts × modes.
-pub fn run_eval<B: Backend>(
-    model: &Transformer<B>,
-    tokenizer: &opdlm_model::TextTokenizer,
-    teacher: Option<&Transformer<B>>,
-    items: &[EvalItem],
-    settings: &EvalSettings,
-    stops: &[u32],
-) -> anyhow::Result<Vec<ModeResult>> {
-    let bar = progress::bar(items.len() * settings.modes.len(), "prompts×modes");
-    let results =
-        evaluate(model, tokenizer, teacher, items, settings, stops, |n| bar.inc(n as u64))
-            .map_err(anyhow::Error::msg)?;
-    bar.finish_and_clear();
-    Ok(results)
-}
-
-/// Writes `eval.json` and `eval.md` into `dir`.
-pub fn write_report(dir: &Path, report: &impl Serialize, markdown: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let json = dir.join("eval.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("writing {}", json.display()))?;
-    let md = dir.join("eval.md");
-    std::fs::write(&md, markdown).with_context(|| format!("writing {}", md.display()))?;
-    Ok(())
 }

@@ -5,27 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use burn::prelude::Backend;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use opdlm_inference::prompts::{read_prompt_file, PromptRecord};
-use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
-use opdlm_model::{load_pretrained, TextTokenizer, Transformer};
+use opdlm_inference::{generate, DecodeConfig, Sampler, SamplingConfig, TextStream};
+use opdlm_model::{load_pretrained, TextTokenizer, DEFAULT_BLOCK_SIZE};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SamplerKind {
-    /// Fixed number of most-confident slots per step (block_size / steps_per_block).
-    Static,
-    /// Every slot with confidence above --threshold (at least one per step).
-    Dynamic,
-    /// Lowest-entropy slots while their summed entropy stays within --threshold nats.
-    Entropy,
-    /// Every slot whose top-1 minus top-2 probability exceeds --threshold.
-    Margin,
-    /// Plain autoregressive decoding (causal, one token per forward pass).
-    Ar,
-}
-
+/// Flags of `cargo xtask infer`.
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Model: a Hugging Face directory (config.json + safetensors + tokenizer.json) or a .gguf file.
@@ -41,8 +28,8 @@ pub struct InferArgs {
     #[arg(long)]
     pub chat: bool,
     /// Decoding rule.
-    #[arg(long, value_enum, default_value_t = SamplerKind::Dynamic)]
-    pub sampler: SamplerKind,
+    #[arg(long, value_enum, default_value_t = Sampler::Dynamic)]
+    pub sampler: Sampler,
     /// Confidence threshold γ (dynamic), margin threshold (margin) or entropy budget in nats (entropy).
     #[arg(long, default_value_t = 0.9)]
     pub threshold: f32,
@@ -72,50 +59,25 @@ pub struct InferArgs {
     pub backend: BackendKind,
 }
 
+/// Runs `cargo xtask infer`.
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
-    validate(&args)?;
+    // Settings errors surface before the model is loaded.
+    args.decode_config(args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE), vec![]).validate()?;
     dispatch(args.backend, args)
-}
-
-fn validate(args: &InferArgs) -> anyhow::Result<()> {
-    match args.sampler {
-        SamplerKind::Dynamic | SamplerKind::Margin
-            if !(args.threshold > 0.0 && args.threshold <= 1.0) =>
-        {
-            bail!(
-                "--threshold must be in (0, 1] for the {:?} sampler, got {}",
-                args.sampler,
-                args.threshold
-            )
-        }
-        SamplerKind::Entropy if !(args.threshold > 0.0) => {
-            bail!("--threshold (entropy budget) must be positive, got {}", args.threshold)
-        }
-        _ => {}
-    }
-    if args.block_size == Some(0) {
-        bail!("--block-size must be at least 1");
-    }
-    if args.steps_per_block == Some(0) {
-        bail!("--steps-per-block must be at least 1");
-    }
-    if args.temperature < 0.0 || !args.temperature.is_finite() {
-        bail!("--temperature must be a finite number ≥ 0, got {}", args.temperature);
-    }
-    if !(args.top_p > 0.0 && args.top_p <= 1.0) {
-        bail!("--top-p must be in (0, 1], got {}", args.top_p);
-    }
-    Ok(())
 }
 
 impl BackendTask for InferArgs {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
         let pretrained = load_pretrained::<B>(&self.model, &device)
             .with_context(|| format!("loading {}", self.model.display()))?;
+        let pretrained_stop_tokens = pretrained.stop_tokens();
         let tokenizer = pretrained.tokenizer;
         let converted = pretrained.model.config().diffusion.clone();
-        let block_size = self.block_size.or(converted.as_ref().map(|d| d.block_size)).unwrap_or(4);
-        if converted.is_none() && self.sampler != SamplerKind::Ar {
+        let block_size = self
+            .block_size
+            .or(converted.as_ref().map(|d| d.block_size))
+            .unwrap_or(DEFAULT_BLOCK_SIZE);
+        if converted.is_none() && self.sampler != Sampler::Ar {
             eprintln!(
                 "note: {} is an unconverted autoregressive model; decoding it with shifted logits",
                 self.model.display()
@@ -124,23 +86,22 @@ impl BackendTask for InferArgs {
         let model = pretrained.model.into_diffusion(tokenizer.vocab_size(), block_size, true);
         let prompts = self.prompt_texts(&tokenizer)?;
         let ids = prompts.iter().map(|p| tokenizer.encode(p)).collect::<Result<Vec<_>, _>>()?;
-        let config = self.decode_config(&model, &tokenizer, block_size);
+        let config = self.decode_config(block_size, pretrained_stop_tokens);
 
         let stream = ids.len() == 1;
-        let mut streamed: Vec<u32> = Vec::new();
-        let mut printed = String::new();
+        let mut text = TextStream::new();
+        let decode = |tokens: &[u32]| tokenizer.decode(tokens);
+        let print = |piece: String| {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        };
         let generation = generate(&model, &ids, &config, |event| {
             if stream {
-                streamed.extend_from_slice(event.new_tokens);
-                let text = tokenizer.decode(&streamed);
-                if let Some(new) = text.strip_prefix(printed.as_str()) {
-                    print!("{new}");
-                    let _ = std::io::stdout().flush();
-                }
-                printed = text;
+                print(text.push(event.new_tokens, decode));
             }
         })?;
         if stream {
+            print(text.finish(decode));
             println!();
         } else {
             for (i, row) in generation.rows.iter().enumerate() {
@@ -172,19 +133,11 @@ impl InferArgs {
             .collect()
     }
 
-    fn decode_config<B: Backend>(
-        &self,
-        model: &Transformer<B>,
-        tokenizer: &TextTokenizer,
-        block_size: usize,
-    ) -> DecodeConfig {
+    /// The decoding settings the flags ask for, at `block_size`.
+    fn decode_config(&self, block_size: usize, stop_tokens: Vec<u32>) -> DecodeConfig {
         let sampling =
             SamplingConfig { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p };
-        let mut stop_tokens = model.config().eos_token_ids.clone();
-        if let Some(eos) = tokenizer.eos_token().and_then(|t| tokenizer.token_to_id(t)) {
-            stop_tokens.push(eos);
-        }
-        if self.sampler == SamplerKind::Ar {
+        if self.sampler == Sampler::Ar {
             return DecodeConfig::autoregressive(
                 self.max_new_tokens,
                 sampling,
@@ -192,18 +145,16 @@ impl InferArgs {
                 self.seed,
             );
         }
-        let rule = match self.sampler {
-            SamplerKind::Static | SamplerKind::Ar => CommitRule::Static,
-            SamplerKind::Dynamic => CommitRule::Dynamic { threshold: self.threshold },
-            SamplerKind::Entropy => CommitRule::EntropyBounded { budget: self.threshold },
-            SamplerKind::Margin => CommitRule::Margin { threshold: self.threshold },
-        };
         DecodeConfig {
             steps_per_block: self.steps_per_block.unwrap_or(block_size),
             sampling,
             stop_tokens,
             seed: self.seed,
-            ..DecodeConfig::diffusion(block_size, self.max_new_tokens, rule)
+            ..DecodeConfig::diffusion(
+                block_size,
+                self.max_new_tokens,
+                self.sampler.rule(self.threshold),
+            )
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask pretrain`: trains the built-in tiny teacher from scratch on the built-in
 //! tasks (autoregressively). The committed teacher was made with the defaults:
-//! `cargo xtask pretrain --out training/assets/tiny-teacher`.
+//! `cargo xtask pretrain --out harness/assets/tiny-teacher`.
 
 use std::path::PathBuf;
 
@@ -8,12 +8,13 @@ use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use clap::Args;
-use opdlm_training::eval::markdown_table;
-use opdlm_training::pretrain::{pretrain, PretrainConfig};
+use opdlm_harness::eval::markdown_table;
+use opdlm_harness::pretrain::{pretrain, PretrainConfig, TeacherShape};
+use opdlm_training::progress::Progress;
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
-use crate::progress;
 
+/// Flags of `cargo xtask pretrain`.
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
     /// Where to write the teacher (a Hugging Face directory).
@@ -45,6 +46,7 @@ pub struct PretrainArgs {
     pub backend: BackendKind,
 }
 
+/// Runs `cargo xtask pretrain`.
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let defaults = PretrainConfig::default();
     let config = PretrainConfig {
@@ -53,7 +55,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
-        shape: opdlm_training::pretrain::TeacherShape {
+        shape: TeacherShape {
             hidden: args.hidden,
             layers: args.layers,
             intermediate: args.intermediate,
@@ -66,7 +68,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         "--steps and --batch-size must be at least 1"
     );
     anyhow::ensure!(
-        config.shape.hidden % config.shape.heads == 0,
+        config.shape.hidden.is_multiple_of(config.shape.heads),
         "--hidden must be a multiple of {} (heads)",
         config.shape.heads
     );
@@ -78,20 +80,20 @@ struct PretrainTask(PretrainConfig);
 impl BackendTask for PretrainTask {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
         let config = self.0;
-        let bar = progress::bar(config.steps, "steps");
+        let mut progress = Progress::new(config.steps, "pretraining", "steps");
         let mut smoothed = None::<f64>;
         let summary = pretrain::<Autodiff<B>>(&config, &device, |step, loss| {
             let s = smoothed.map_or(loss, |s| 0.95 * s + 0.05 * loss);
             smoothed = Some(s);
-            bar.set_message(format!("loss {s:.4}"));
-            bar.inc(1);
+            progress.set_message(format!("loss {s:.4}"));
+            progress.inc(1);
             if (step + 1) % 100 == 0 {
-                progress::log(&bar, format!("step {}: loss {s:.4}", step + 1));
+                progress.println(&format!("step {}: loss {s:.4}", step + 1));
             }
         })
         .map_err(anyhow::Error::msg)
         .context("pretraining failed")?;
-        bar.finish();
+        progress.finish();
         println!(
             "teacher: {} ({} parameters), final loss {:.4}, {:.0} s",
             summary.out.display(),

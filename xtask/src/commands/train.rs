@@ -1,159 +1,181 @@
 //! `cargo xtask train`: OPDLM (or a baseline) through burn-train's Learner.
+//!
+//! Settings come in three layers: [`TrainConfig::default`] (the one place defaults live),
+//! then `--config file.toml`, then flags. Without `--teacher`, `--prompts` and `--config`
+//! the base is the built-in run's settings instead (`builtin_settings`), and the run ends
+//! with the teacher-vs-student evaluation.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::prelude::Backend;
-use clap::{Args, ValueEnum};
-use opdlm_training::config::{DivergenceName, StateSelectionName};
-use opdlm_training::curriculum::RampShape;
-use opdlm_training::objective::Objective;
-use opdlm_training::{train, TrainConfig};
+use clap::Args;
+use opdlm_harness::builtin;
+use opdlm_training::{train, Divergence, Objective, RampShape, StateSelection, TrainConfig};
+use serde::Serialize;
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
-use crate::commands::eval::{run_eval, write_report};
-use opdlm_model::load_pretrained;
-use opdlm_training::builtin;
-use opdlm_training::eval::markdown_table;
-use opdlm_training::trainer::stop_tokens;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ObjectiveArg {
-    /// On-policy distillation on the student's own denoising states (the method).
-    Opdlm,
-    /// Student rollouts with random masking instead of visited states (paper Eq. 6).
-    OpdlmOff,
-    /// Off-policy block diffusion on dataset answers: random masking, 1/t weight, hard labels.
-    Bd3lm,
-    /// BD3LM loss on the teacher's own generations (paper A.5).
-    Sft,
-    /// Teacher soft targets on teacher generations with random masking.
-    OffpolicyKd,
-}
-
-impl ObjectiveArg {
-    pub fn objective(self) -> Objective {
-        match self {
-            ObjectiveArg::Opdlm => Objective::Opdlm,
-            ObjectiveArg::OpdlmOff => Objective::OpdlmOff,
-            ObjectiveArg::Bd3lm => Objective::Bd3lm,
-            ObjectiveArg::Sft => Objective::Sft,
-            ObjectiveArg::OffpolicyKd => Objective::OffpolicyKd,
-        }
-    }
-}
-
-/// Every flag overrides the same key of `--config` (which overrides the defaults).
-#[derive(Debug, Args)]
+/// Flags of `cargo xtask train`. Every setting flag overrides the same key of `--config`
+/// (snake_case), which overrides the defaults listed after the flags in `--help`.
+#[derive(Debug, Args, Serialize)]
 pub struct TrainArgs {
     /// TOML file with any of the settings below (snake_case keys); flags override it.
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Teacher / initial student: Hugging Face directory or .gguf file. Without --teacher,
     /// --prompts and --config: the built-in tiny teacher on the built-in tasks, evaluated
     /// against the student at the end (the default run).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
     /// JSONL prompts: {"prompt": ...} or {"messages": [...]}, with "answer" for --objective bd3lm.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts: Option<PathBuf>,
-    /// Output directory (checkpoints, metrics.jsonl, curves.png, model/) [default: runs/opdlm].
+    /// Output directory (checkpoints, metrics.jsonl, curves.png, model/).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
+    #[serde(skip)]
     pub resume: bool,
-    /// Training objective [default: opdlm].
+    /// Training objective.
     #[arg(long, value_enum)]
-    pub objective: Option<ObjectiveArg>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objective: Option<Objective>,
     /// Render prompts with the teacher's chat template.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub chat: bool,
-    /// Block size of the student [default: 4].
+    /// Block size of the student.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<usize>,
-    /// Rollout sampler's dynamic confidence threshold γ [default: 0.9].
+    /// Rollout sampler's dynamic confidence threshold γ.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
-    /// Rollout sampling temperature [default: 1.0].
+    /// Rollout sampling temperature.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
-    /// Distill on the teacher's top-k tokens only, without renormalising [default: full vocabulary].
+    /// Distill on the teacher's top-k tokens only, without renormalising (default: the
+    /// full vocabulary).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_k_logits: Option<usize>,
-    /// Divergence [default: forward-kl].
+    /// Divergence between teacher and student distributions.
     #[arg(long, value_enum)]
-    pub divergence: Option<DivergenceArg>,
-    /// Which visited state a rollout trains on [default: per-block].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<Divergence>,
+    /// Which visited state a rollout trains on (per-block: the reference's default;
+    /// trajectory: paper Algorithm 1).
     #[arg(long, value_enum)]
-    pub state_selection: Option<StateSelectionArg>,
-    /// Peak learning rate [default: 1e-5].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_selection: Option<StateSelection>,
+    /// Peak learning rate.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
-    /// Final learning rate of the cosine decay [default: 1e-6].
+    /// Final learning rate of the cosine decay.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub final_lr: Option<f64>,
-    /// Warmup, in optimizer steps [default: 5].
+    /// Warmup, in optimizer steps.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup: Option<usize>,
-    /// Prompts per rollout step [default: 8].
+    /// Prompts per rollout step.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-    /// Rollout steps per optimizer step [default: 1].
+    /// Rollout steps per optimizer step.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_accum: Option<usize>,
-    /// Initial maximum rollout length [default: 16].
+    /// Clip gradients to this global norm.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
+    /// Initial maximum rollout length.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_len_min: Option<usize>,
-    /// Final maximum rollout length [default: 128].
+    /// Final maximum rollout length.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_len_max: Option<usize>,
-    /// Rollout steps to reach the final length [default: 10].
+    /// Rollout steps to reach the final length.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_len_ramp: Option<usize>,
-    /// Ramp shape: cosine (reference code) or linear (paper) [default: cosine].
+    /// Ramp shape: cosine (reference code) or linear (paper).
     #[arg(long, value_enum)]
-    pub rollout_len_shape: Option<RampArg>,
-    /// Total rollout steps [default: 100].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_len_shape: Option<RampShape>,
+    /// Total rollout steps.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
-    /// Checkpoint every N rollout steps [default: 10].
+    /// Checkpoint every N rollout steps.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
-    /// Checkpoints kept on disk, newest first; 0 keeps all [default: 2].
+    /// Checkpoints kept on disk, newest first; 0 keeps all.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_checkpoints: Option<usize>,
-    /// Steps with a non-finite loss or gradient are skipped; this many in a row stop the run [default: 5].
+    /// Steps with a non-finite loss or gradient are skipped; this many in a row stop the run.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bad_steps: Option<usize>,
-    /// Random seed (data order, rollouts, state selection) [default: 0].
+    /// Random seed (data order, rollouts, state selection).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
+    #[serde(skip)]
     pub backend: BackendKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DivergenceArg {
-    ForwardKl,
-    ReverseKl,
-    Jsd,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StateSelectionArg {
-    /// Each block picks one of its own change steps (reference default).
-    PerBlock,
-    /// One step of the whole trajectory (paper Algorithm 1).
-    Trajectory,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RampArg {
-    Cosine,
-    Linear,
+/// `--help`'s closing table: every setting's default, and what the bare `cargo xtask
+/// train` (the built-in run) uses instead, both read from the code that applies them.
+pub fn defaults_help() -> String {
+    let to_map = |config: &TrainConfig| match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => unreachable!("a config serialises to an object"),
+    };
+    let defaults = to_map(&TrainConfig::default());
+    let builtin = to_map(&builtin::builtin_settings(&builtin::default_out(), 0));
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) if s.is_empty() => "(none)".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(none)".to_string(),
+        // f32 settings widen to f64 on the way (0.9 → 0.8999999761581421): show them short.
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if f64::from(v as f32) == v {
+                (v as f32).to_string()
+            } else {
+                v.to_string()
+            }
+        }
+        other => other.to_string(),
+    };
+    let mut out = String::from(
+        "Settings (flag = config key with '-' for '_'): the default with --teacher/--prompts/--config,\nand what the bare `cargo xtask train` (the built-in run) uses:\n\n",
+    );
+    out += &format!("  {:<20} {:<22} {}\n", "setting", "default", "built-in run");
+    for (key, value) in &defaults {
+        let builtin_value = builtin.get(key).map(show).unwrap_or_default();
+        out += &format!("  {key:<20} {:<22} {builtin_value}\n", show(value));
+    }
+    out
 }
 
 impl TrainArgs {
@@ -163,70 +185,36 @@ impl TrainArgs {
         self.config.is_none() && self.teacher.is_none() && self.prompts.is_none()
     }
 
-    /// Defaults, then the TOML file, then flags.
+    /// Defaults (or the built-in run), then the TOML file, then the flags given.
     fn config(&self) -> anyhow::Result<TrainConfig> {
-        let mut c = match &self.config {
+        let base = match &self.config {
             Some(path) => TrainConfig::from_toml_file(path)?,
             None if self.is_builtin() => {
                 let out = self.out.clone().unwrap_or_else(builtin::default_out);
-                builtin::builtin_train_config(&out, self.seed.unwrap_or(0)).with_context(|| {
+                let seed = self.seed.unwrap_or(0);
+                builtin::builtin_train_config(&out, seed).with_context(|| {
                     format!("writing the built-in prompts into {}", out.display())
                 })?
             }
             None => TrainConfig::default(),
         };
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
+        let config = self.apply_to(base)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `base` with every flag that was given written over its key.
+    fn apply_to(&self, base: TrainConfig) -> anyhow::Result<TrainConfig> {
+        let mut merged = serde_json::to_value(&base)?;
+        let serde_json::Value::Object(flags) = serde_json::to_value(self)? else {
+            unreachable!("flags serialise to an object")
+        };
+        let target = merged.as_object_mut().expect("a config serialises to an object");
+        for (key, value) in flags {
+            target.insert(key, value);
         }
-        set!(
-            teacher,
-            prompts,
-            out,
-            block_size,
-            threshold,
-            temperature,
-            lr,
-            final_lr,
-            warmup,
-            batch_size,
-            grad_accum,
-            rollout_len_min,
-            rollout_len_max,
-            rollout_len_ramp,
-            steps,
-            checkpoint_every,
-            keep_checkpoints,
-            max_bad_steps,
-            seed
-        );
-        if self.top_k_logits.is_some() {
-            c.top_k_logits = self.top_k_logits;
-        }
-        c.chat |= self.chat;
-        if let Some(o) = self.objective {
-            c.objective = o.objective();
-        }
-        if let Some(d) = self.divergence {
-            c.divergence = match d {
-                DivergenceArg::ForwardKl => DivergenceName::ForwardKl,
-                DivergenceArg::ReverseKl => DivergenceName::ReverseKl,
-                DivergenceArg::Jsd => DivergenceName::Jsd,
-            };
-        }
-        if let Some(s) = self.state_selection {
-            c.state_selection = match s {
-                StateSelectionArg::PerBlock => StateSelectionName::PerBlock,
-                StateSelectionArg::Trajectory => StateSelectionName::Trajectory,
-            };
-        }
-        if let Some(r) = self.rollout_len_shape {
-            c.rollout_len_shape = match r {
-                RampArg::Cosine => RampShape::Cosine,
-                RampArg::Linear => RampShape::Linear,
-            };
-        }
-        c.validate()?;
-        Ok(c)
+        let faults = base.faults;
+        Ok(TrainConfig { faults, ..serde_json::from_value(merged)? })
     }
 }
 
@@ -237,6 +225,7 @@ struct TrainTask {
     builtin: bool,
 }
 
+/// Runs `cargo xtask train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     dispatch(args.backend, TrainTask { config, resume: args.resume, builtin: args.is_builtin() })
@@ -256,64 +245,87 @@ impl BackendTask for TrainTask {
             println!("curves:  {}", plot.display());
         }
         if self.builtin {
-            compare_on_builtin_tasks::<B>(&self.config, &summary.model_dir, &device)?;
+            let markdown =
+                builtin::compare_on_builtin_tasks::<B>(&self.config, &summary.model_dir, &device)?;
+            println!("{markdown}");
+            println!("report:  {}/eval.md", self.config.out.join("eval").display());
         }
         Ok(())
     }
 }
 
-/// Teacher vs student on the built-in test split: accuracy under AR, static and dynamic
-/// decoding, tokens per step; written to `<out>/eval/` and printed.
-fn compare_on_builtin_tasks<B: Backend>(
-    config: &TrainConfig,
-    student_dir: &std::path::Path,
-    device: &B::Device,
-) -> anyhow::Result<()> {
-    let teacher = load_pretrained::<B>(&config.teacher, device)
-        .with_context(|| format!("loading {}", config.teacher.display()))?;
-    let student = load_pretrained::<B>(student_dir, device)
-        .with_context(|| format!("loading {}", student_dir.display()))?;
-    let items = builtin::test_items(builtin::TEST_PROBLEMS, config.seed);
-    let settings = builtin::eval_settings(config.block_size, &builtin::DEFAULT_THRESHOLDS);
-    let stops = stop_tokens(teacher.model.config().eos_token_ids.clone(), &teacher.tokenizer);
-    println!("\nevaluating teacher and student on {} test problems…", items.len());
-    let teacher_results = run_eval(
-        &teacher.model,
-        &teacher.tokenizer,
-        Some(&teacher.model),
-        &items,
-        &settings,
-        &stops,
-    )?;
-    let student_results = run_eval(
-        &student.model,
-        &student.tokenizer,
-        Some(&teacher.model),
-        &items,
-        &settings,
-        &stops,
-    )?;
-    let reference =
-        teacher_results.iter().find(|r| r.mode == "ar").map_or(f64::NAN, |r| r.accuracy);
-    let student_static =
-        student_results.iter().find(|r| r.mode == "static").map_or(f64::NAN, |r| r.accuracy);
-    let headline = format!(
-        "student static accuracy {:.1}% = {:.0}% of the teacher's AR accuracy {:.1}%",
-        100.0 * student_static,
-        100.0 * student_static / reference,
-        100.0 * reference
-    );
-    let markdown = format!(
-        "# Built-in conversion: teacher vs student\n\n{} test problems, block size {}.\n\n## Teacher (AR model; static/dynamic read its logits shifted)\n\n{}\n## Student\n\n{}\n{headline}\n",
-        items.len(),
-        config.block_size,
-        markdown_table(&teacher_results),
-        markdown_table(&student_results)
-    );
-    let report = serde_json::json!({ "teacher": teacher_results, "student": student_results, "teacher_ar_accuracy": reference, "student_static_accuracy": student_static });
-    let dir = config.out.join("eval");
-    write_report(&dir, &report, &markdown)?;
-    println!("{markdown}");
-    println!("report:  {}/eval.md", dir.display());
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(flags: &[&str]) -> TrainArgs {
+        Cli::parse_from(std::iter::once("train").chain(flags.iter().copied())).args
+    }
+
+    #[test]
+    fn every_flag_overrides_its_config_key_and_nothing_else() {
+        let args = parse(&[
+            "--teacher",
+            "t.gguf",
+            "--prompts",
+            "p.jsonl",
+            "--objective",
+            "opdlm-off",
+            "--divergence",
+            "jsd",
+            "--state-selection",
+            "trajectory",
+            "--rollout-len-shape",
+            "linear",
+            "--lr",
+            "0.01",
+            "--final-lr",
+            "0.001",
+            "--batch-size",
+            "3",
+            "--chat",
+            "--max-grad-norm",
+            "2.5",
+            "--seed",
+            "9",
+        ]);
+        let config = args.apply_to(TrainConfig::default()).unwrap();
+        let expected = TrainConfig {
+            teacher: "t.gguf".into(),
+            prompts: "p.jsonl".into(),
+            objective: Objective::OpdlmOff,
+            divergence: Divergence::Jsd,
+            state_selection: StateSelection::Trajectory,
+            rollout_len_shape: RampShape::Linear,
+            lr: 0.01,
+            final_lr: 0.001,
+            batch_size: 3,
+            chat: true,
+            max_grad_norm: 2.5,
+            seed: 9,
+            ..TrainConfig::default()
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn no_flags_leave_the_base_unchanged() {
+        let base = builtin::builtin_settings(std::path::Path::new("runs/x"), 3);
+        assert_eq!(parse(&[]).apply_to(base.clone()).unwrap(), base);
+    }
+
+    #[test]
+    fn help_lists_the_built_in_runs_settings() {
+        let help = defaults_help();
+        let lr_line = help.lines().find(|l| l.trim_start().starts_with("lr ")).unwrap();
+        assert!(lr_line.contains("0.00001") || lr_line.contains("1e-5"), "{lr_line}");
+        assert!(lr_line.contains("0.002"), "{lr_line}");
+    }
 }

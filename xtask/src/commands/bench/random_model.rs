@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use opdlm_model::{Architecture, ModelConfig};
+use opdlm_model::atomic::replace_dir_atomically;
+use opdlm_model::load::save::hf_tensor_shapes;
+use opdlm_model::ModelConfig;
 
 /// Qwen3-0.6B's `config.json` (shapes, norms, RoPE; tied embeddings), as published.
 pub const QWEN3_0_6B_CONFIG: &str = r#"{
@@ -54,47 +56,32 @@ pub fn qwen3_0_6b(cache: &Path, seed: u64) -> anyhow::Result<PathBuf> {
         "writing a random-weight Qwen3-0.6B (seed {seed}) to {} (once, ≈ 1.2 GB)",
         dir.display()
     );
-    let staging = dir.with_extension("staging");
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing {}", staging.display()))?;
-    }
-    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let config = ModelConfig::from_json_str(QWEN3_0_6B_CONFIG, "Qwen3-0.6B config")?;
-    std::fs::write(staging.join("config.json"), QWEN3_0_6B_CONFIG)?;
-    write_random_safetensors(&config, &staging.join("model.safetensors"), seed)?;
-    std::fs::rename(&staging, &dir)
-        .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
+    let fill = |staging: &Path| -> anyhow::Result<()> {
+        std::fs::write(staging.join("config.json"), QWEN3_0_6B_CONFIG)?;
+        write_random_safetensors(&config, &staging.join("model.safetensors"), seed)
+    };
+    let io_error = |path: &Path, e: std::io::Error| anyhow::anyhow!("{}: {e}", path.display());
+    replace_dir_atomically(&dir, fill, io_error)?;
     Ok(dir)
 }
 
-/// Every tensor of `config` under its Hugging Face name with its PyTorch shape.
+/// Every tensor of `config` under its Hugging Face name with its PyTorch shape, exactly
+/// as the model crate saves a model of that config.
 fn tensor_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, hd, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
-    let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
-    let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, d])];
-    for l in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        shapes.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        shapes.push((format!("{p}.self_attn.q_proj.weight"), vec![h * hd, d]));
-        shapes.push((format!("{p}.self_attn.k_proj.weight"), vec![kv * hd, d]));
-        shapes.push((format!("{p}.self_attn.v_proj.weight"), vec![kv * hd, d]));
-        shapes.push((format!("{p}.self_attn.o_proj.weight"), vec![d, h * hd]));
-        if config.architecture == Architecture::Qwen3 {
-            shapes.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
-            shapes.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
-        }
-        shapes.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        shapes.push((format!("{p}.mlp.gate_proj.weight"), vec![i, d]));
-        shapes.push((format!("{p}.mlp.up_proj.weight"), vec![i, d]));
-        shapes.push((format!("{p}.mlp.down_proj.weight"), vec![d, i]));
-    }
-    shapes.push(("model.norm.weight".to_string(), vec![d]));
-    if !config.tie_word_embeddings {
-        shapes.push(("lm_head.weight".to_string(), vec![config.vocab_size, d]));
-    }
-    shapes
+    hf_tensor_shapes::<ShapeBackend>(config, &Default::default())
 }
+
+/// Any compiled-in backend: [`hf_tensor_shapes`] reads only the shapes of lazily
+/// initialised parameters, so the backend never allocates or computes anything.
+#[cfg(feature = "ndarray")]
+type ShapeBackend = burn::backend::NdArray<f32>;
+#[cfg(all(feature = "flex", not(feature = "ndarray")))]
+type ShapeBackend = burn::backend::Flex;
+#[cfg(all(feature = "wgpu", not(any(feature = "ndarray", feature = "flex"))))]
+type ShapeBackend = burn::backend::Wgpu;
+#[cfg(all(feature = "cuda", not(any(feature = "ndarray", feature = "flex", feature = "wgpu"))))]
+type ShapeBackend = burn::backend::Cuda;
 
 /// Writes a bf16 safetensors file: norm scales 1, everything else uniform with standard
 /// deviation [`INIT_STD`] from a SplitMix64 stream seeded by `seed`.

@@ -3,6 +3,9 @@
 
 use super::plan::{Measured, Plan, Speed, TrainTiming};
 
+/// Reads one figure off a measurement (`None`: not measured).
+type Figure = dyn Fn(&Measured) -> Option<f64>;
+
 /// Everything measured on one model.
 pub struct ModelReport {
     pub plan: Plan,
@@ -28,7 +31,7 @@ struct Row {
     label: String,
     better: Better,
     decimals: usize,
-    value: Box<dyn Fn(&Measured) -> Option<f64>>,
+    value: Box<Figure>,
 }
 
 fn row(
@@ -169,7 +172,18 @@ fn model_section(r: &ModelReport) -> String {
         }
     }
     md.push('\n');
+    md.push_str(&figures_table(r));
+    if let Some(t) = theirs {
+        md.push_str(&output_agreement(r, t));
+    }
+    md.push_str(&targets(r));
+    md
+}
 
+/// The table of figures: ours per backend, PyTorch's, and the ratios.
+fn figures_table(r: &ModelReport) -> String {
+    let theirs = r.baseline.as_ref().ok();
+    let mut md = String::new();
     let mut header = vec!["figure".to_string()];
     header.extend(r.ours.iter().map(|m| format!("opdlm {}", m.backend)));
     if theirs.is_some() {
@@ -177,7 +191,7 @@ fn model_section(r: &ModelReport) -> String {
         header.extend(r.ours.iter().map(|m| format!("{} ÷ PyTorch", m.backend)));
     }
     md.push_str(&format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len())));
-    for row in rows(p) {
+    for row in rows(&r.plan) {
         let arrow = match row.better {
             Better::Higher => " ↑",
             Better::Lower => " ↓",
@@ -197,19 +211,27 @@ fn model_section(r: &ModelReport) -> String {
         }
         md.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
+    md
+}
 
-    if let Some(t) = theirs {
-        md.push_str("\nSame model, prompt and sampler: greedy outputs of opdlm vs PyTorch (tokens agreeing from the start):");
-        for m in &r.ours {
-            for (phase, theirs_out) in &t.outputs {
-                let ours_out = m.outputs.get(phase).map_or(&[][..], Vec::as_slice);
-                let agree = ours_out.iter().zip(theirs_out).take_while(|(a, b)| a == b).count();
-                md.push_str(&format!(" {} {phase} {agree}/{};", m.backend, theirs_out.len()));
-            }
+/// How many greedy tokens of ours agree with PyTorch's, per backend and phase.
+fn output_agreement(r: &ModelReport, t: &Measured) -> String {
+    let mut md = String::from("\nSame model, prompt and sampler: greedy outputs of opdlm vs PyTorch (tokens agreeing from the start):");
+    for m in &r.ours {
+        for (phase, theirs_out) in &t.outputs {
+            let ours_out = m.outputs.get(phase).map_or(&[][..], Vec::as_slice);
+            let agree = ours_out.iter().zip(theirs_out).take_while(|(a, b)| a == b).count();
+            md.push_str(&format!(" {} {phase} {agree}/{};", m.backend, theirs_out.len()));
         }
-        md.push_str(" (a near-tie in f32 can flip one token and everything after it.)\n");
     }
-    md.push_str("\nTargets (issue 6):\n");
+    md.push_str(" (a near-tie in f32 can flip one token and everything after it.)\n");
+    md
+}
+
+/// Whether each backend meets the speed targets.
+fn targets(r: &ModelReport) -> String {
+    let (p, theirs) = (&r.plan, r.baseline.as_ref().ok());
+    let mut md = String::from("\nTargets (issue 6):\n");
     for m in &r.ours {
         let tps = |s: &Option<Speed>| s.as_ref().map(|s| s.tokens_per_second);
         if let Some(t) = theirs {

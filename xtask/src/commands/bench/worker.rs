@@ -8,18 +8,13 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use burn::optim::AdamWConfig;
 use burn::prelude::*;
-use burn::train::TrainStep;
+use burn::train::{Interrupter, TrainStep};
 use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
-use opdlm_model::{load_model, AttentionMode, CacheUse, Layout, Transformer};
-use opdlm_training::curriculum::{Curriculum, RampShape};
-use opdlm_training::data::PromptBatch;
-use opdlm_training::example::{ids, Targets};
-use opdlm_training::objective::{Divergence, Objective};
-use opdlm_training::rollout::{PromptItem, RolloutSettings};
-use opdlm_training::state::StateSelection;
-use opdlm_training::step::{Distiller, StepSettings};
+use opdlm_model::{load_model, token_ids, AttentionMode, CacheUse, Layout, Transformer};
+use opdlm_training::{
+    optimizer, Distiller, NumericGuard, Objective, PromptBatch, PromptItem, RampShape, TrainConfig,
+};
 
 use super::memory::{peak_rss_mib, reset_peak_rss};
 use super::plan::{Measured, Plan, Speed, TrainPlan, TrainTiming};
@@ -111,7 +106,7 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
     let mut cache = model.new_cache();
     let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, prompt.len(), device);
     let hidden =
-        model.hidden(ids::<B>(prompt, device), &layout, Some((&mut cache, CacheUse::Commit)));
+        model.hidden(token_ids::<B>(prompt, device), &layout, Some((&mut cache, CacheUse::Commit)));
     let last = prompt.len() - 1;
     let logits = model.lm_head(hidden.slice(s![.., last..last + 1, ..]));
     let _ = logits.argmax(2).into_data();
@@ -127,41 +122,22 @@ fn train_step<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<TrainTiming> {
     let student = model.into_diffusion(plan.tokenizer_vocab, plan.block_size, false);
-    let mask_id =
-        student.config().diffusion.as_ref().expect("into_diffusion sets it").mask_token_id;
-    let teacher = student.clone();
-    let settings = StepSettings {
+    // The plan's step as a run's settings, built by the trainer's own constructors.
+    let config = TrainConfig {
         objective: Objective::Opdlm,
-        rollout: RolloutSettings {
-            block_size: plan.block_size,
-            steps_per_block: plan.block_size,
-            threshold: plan.threshold,
-            temperature: train.temperature,
-            state_selection: StateSelection::PerBlock,
-            stop_tokens: vec![],
-        },
-        targets: Targets::Teacher { divergence: Divergence::ForwardKl, top_k: None },
-        curriculum: Curriculum {
-            min_len: train.rollout_len,
-            max_len: train.rollout_len,
-            ramp_steps: 0,
-            shape: RampShape::Linear,
-        },
-        mask_id,
-        max_grad_norm: 1.0,
-        guard: std::sync::Arc::new(opdlm_training::guard::NumericGuard::new(
-            usize::MAX,
-            burn::train::Interrupter::new(),
-        )),
-        faults: Default::default(),
+        block_size: plan.block_size,
+        threshold: plan.threshold,
+        temperature: train.temperature,
+        lr: train.lr,
+        rollout_len_min: train.rollout_len,
+        rollout_len_max: train.rollout_len,
+        rollout_len_ramp: 0,
+        rollout_len_shape: RampShape::Linear,
+        ..TrainConfig::default()
     };
-    let distiller = Distiller::new(student, teacher, settings);
-    let mut optimizer = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
-        .init();
+    let guard = std::sync::Arc::new(NumericGuard::new(usize::MAX, Interrupter::new()));
+    let distiller = Distiller::from_config(&config, student, vec![], guard);
+    let mut optimizer = optimizer();
     let batch = PromptBatch {
         step: 0,
         items: vec![PromptItem { prompt: plan.prompt.clone(), response: None }],

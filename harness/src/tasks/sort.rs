@@ -4,16 +4,19 @@ use rand::rngs::StdRng;
 
 use super::{uniform, Problem};
 
+/// How every sorting prompt starts.
 pub const PREFIX: &str = "sort ";
 const MIN_LEN: u32 = 4;
 const MAX_LEN: u32 = 8;
 
+/// A random problem.
 pub fn draw(rng: &mut StdRng) -> Problem {
     let len = uniform(rng, MIN_LEN..MAX_LEN + 1);
     let list: String = (0..len).map(|_| char::from(b'0' + uniform(rng, 0..10) as u8)).collect();
     problem(&list)
 }
 
+/// The problem of sorting the digits of `list`.
 pub fn problem(list: &str) -> Problem {
     let mut sorted: Vec<char> = list.chars().collect();
     sorted.sort_unstable();

@@ -8,8 +8,10 @@ use std::time::Duration;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use opdlm_inference::prompts::read_prompt_file;
-use opdlm_inference::{generate, CommitRule, DecodeConfig, DecodeStats};
+use opdlm_inference::{generate, DecodeConfig, DecodeStats, Sampler};
+use opdlm_model::atomic::write_text_atomically;
 use opdlm_model::{AttentionMode, Layout, TextTokenizer, Transformer};
+use opdlm_training::progress::Progress;
 use serde::Serialize;
 
 use crate::tasks::{Problem, Task};
@@ -25,14 +27,19 @@ pub enum AnswerCheck {
     LastNumber,
 }
 
+/// One graded prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalItem {
+    /// The text given to the model.
     pub prompt: String,
+    /// The reference answer.
     pub answer: String,
+    /// How an output is graded against it.
     pub check: AnswerCheck,
 }
 
 impl EvalItem {
+    /// A built-in task's problem, graded by its task's rule.
     pub fn from_problem(problem: &Problem) -> Self {
         let task =
             Task::of_prompt(&problem.prompt).expect("built-in problems carry their task's prefix");
@@ -43,6 +50,7 @@ impl EvalItem {
         }
     }
 
+    /// Grades one output against the reference answer.
     pub fn is_correct(&self, output: &str) -> bool {
         match self.check {
             AnswerCheck::Task(task) => task.is_correct(output, &self.answer),
@@ -87,13 +95,19 @@ pub fn last_number(text: &str) -> Option<String> {
 
 /// Items of a JSONL file of `{"prompt": ..., "answer": ...}`, graded by last number;
 /// errors name the record missing a field.
-pub fn items_from_jsonl(path: &Path) -> Result<Vec<EvalItem>, String> {
-    let records = read_prompt_file(path).map_err(|e| e.to_string())?;
+pub fn items_from_jsonl(path: &Path) -> Result<Vec<EvalItem>, EvalError> {
+    let records = read_prompt_file(path).map_err(|e| EvalError::Prompts(e.to_string()))?;
     records
         .into_iter()
         .enumerate()
         .map(|(i, record)| {
-            let missing = |field: &str| format!("{}: record {}: missing `{field}` (evaluation needs {{\"prompt\", \"answer\"}})", path.display(), i + 1);
+            let missing = |field: &str| {
+                EvalError::Prompts(format!(
+                    "{}: record {}: missing `{field}` (evaluation needs {{\"prompt\", \"answer\"}})",
+                    path.display(),
+                    i + 1
+                ))
+            };
             let prompt = record.prompt.ok_or_else(|| missing("prompt"))?;
             let answer = record.answer.ok_or_else(|| missing("answer"))?;
             Ok(EvalItem { prompt, answer, check: AnswerCheck::LastNumber })
@@ -101,22 +115,37 @@ pub fn items_from_jsonl(path: &Path) -> Result<Vec<EvalItem>, String> {
         .collect()
 }
 
+/// One decoding method of an evaluation: a sampler and its threshold.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum DecodeMode {
-    /// One token per forward pass (block size 1).
-    Ar,
-    /// Block size B, one most-confident token per step (the paper's static decoding).
-    Static,
-    /// Block size B, every slot above the confidence threshold γ per step.
-    Dynamic(f32),
+pub struct DecodeMode {
+    /// AR (block size 1, the model's own logit convention) or a block-diffusion rule.
+    pub sampler: Sampler,
+    /// The rule's threshold (ignored by AR and static).
+    pub threshold: f32,
 }
 
 impl DecodeMode {
+    /// One token per forward pass (block size 1).
+    pub const AR: Self = Self { sampler: Sampler::Ar, threshold: 0.0 };
+    /// Block size B, one most-confident token per step (the paper's static decoding).
+    pub const STATIC: Self = Self { sampler: Sampler::Static, threshold: 0.0 };
+
+    /// Block size B, every slot above the confidence threshold γ per step.
+    pub fn dynamic(threshold: f32) -> Self {
+        Self { sampler: Sampler::Dynamic, threshold }
+    }
+
+    /// The row label of the results table (`ar`, `static`, `dynamic γ=0.9`, ...).
     pub fn label(self) -> String {
-        match self {
-            DecodeMode::Ar => "ar".into(),
-            DecodeMode::Static => "static".into(),
-            DecodeMode::Dynamic(gamma) => format!("dynamic γ={gamma}"),
+        self.sampler.label(self.threshold)
+    }
+
+    /// Block size this mode decodes with.
+    pub fn block_size(self, block_size: usize) -> usize {
+        if self.sampler == Sampler::Ar {
+            1
+        } else {
+            block_size
         }
     }
 
@@ -126,38 +155,88 @@ impl DecodeMode {
         max_new_tokens: usize,
         stop_tokens: Vec<u32>,
     ) -> DecodeConfig {
-        let (block, rule) = match self {
-            DecodeMode::Ar => (1, CommitRule::Static),
-            DecodeMode::Static => (block_size, CommitRule::Static),
-            DecodeMode::Dynamic(threshold) => (block_size, CommitRule::Dynamic { threshold }),
-        };
+        let rule = self.sampler.rule(self.threshold);
+        let block = self.block_size(block_size);
         DecodeConfig { stop_tokens, ..DecodeConfig::diffusion(block, max_new_tokens, rule) }
     }
 }
 
+/// How an evaluation decodes.
 #[derive(Debug, Clone)]
 pub struct EvalSettings {
+    /// Block size of the block-diffusion modes.
     pub block_size: usize,
+    /// Generation limit per prompt.
     pub max_new_tokens: usize,
     /// Prompts decoded together.
     pub batch_size: usize,
+    /// The decoding methods, each evaluated on every item.
     pub modes: Vec<DecodeMode>,
+}
+
+impl EvalSettings {
+    /// Rejects modes and sizes no model can decode with, before any model is loaded.
+    pub fn validate(&self) -> Result<(), EvalError> {
+        if self.batch_size == 0 {
+            return Err(EvalError::Settings("the batch size must be at least 1".into()));
+        }
+        if self.modes.is_empty() {
+            return Err(EvalError::Settings("no decoding mode to run".into()));
+        }
+        for mode in &self.modes {
+            mode.decode_config(self.block_size, self.max_new_tokens, vec![]).validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The prompt file cannot be read or lacks a field.
+    #[error("{0}")]
+    Prompts(String),
+    /// The settings are unusable.
+    #[error("{0}")]
+    Settings(String),
+    /// A prompt could not be encoded.
+    #[error("encoding a prompt: {0}")]
+    Tokenizer(String),
+    /// The sampler rejected the settings or a prompt.
+    #[error(transparent)]
+    Decode(#[from] opdlm_inference::DecodeError),
+    /// The report could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
 /// Figures of one decoding mode over all items.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeResult {
+    /// The mode's label (`ar`, `static`, `dynamic γ=0.9`, ...).
     pub mode: String,
+    /// Block size it decoded with.
     pub block_size: usize,
+    /// Items graded correct.
     pub correct: usize,
+    /// Items evaluated.
     pub total: usize,
+    /// `correct / total`.
     pub accuracy: f64,
     /// Generated tokens per denoising step, per sequence (the paper's tokens/step).
     pub tokens_per_step: f64,
     /// Generated tokens per forward pass of each sequence, prefill and commits included.
     pub tokens_per_forward: f64,
+    /// Generated tokens per second of decoding (batched).
     pub tokens_per_second: f64,
+    /// Generated tokens over all items (stop tokens included).
     pub tokens: usize,
+    /// Decoding time over all items.
     pub seconds: f64,
     /// exp(mean NLL) of the generated tokens under the teacher (None: no teacher given).
     pub generative_perplexity: Option<f64>,
@@ -165,10 +244,14 @@ pub struct ModeResult {
     pub samples: Vec<Sample>,
 }
 
+/// One prompt and what the model wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
+    /// The prompt text.
     pub prompt: String,
+    /// The decoded output (stop token removed).
     pub output: String,
+    /// Whether it was graded correct.
     pub correct: bool,
 }
 
@@ -182,12 +265,12 @@ pub fn evaluate<B: Backend>(
     settings: &EvalSettings,
     stop_tokens: &[u32],
     mut progress: impl FnMut(usize),
-) -> Result<Vec<ModeResult>, String> {
+) -> Result<Vec<ModeResult>, EvalError> {
     // An unconverted model is decoded with shifted logits: block size 1 is then exactly AR.
     let model = model.clone().into_diffusion(tokenizer.vocab_size(), settings.block_size, true);
     let prompts: Vec<Vec<u32>> = items
         .iter()
-        .map(|item| tokenizer.encode(&item.prompt).map_err(|e| e.to_string()))
+        .map(|item| tokenizer.encode(&item.prompt).map_err(|e| EvalError::Tokenizer(e.to_string())))
         .collect::<Result<_, _>>()?;
     let mut results = Vec::new();
     for &mode in &settings.modes {
@@ -200,8 +283,7 @@ pub fn evaluate<B: Backend>(
         for (chunk_items, chunk_prompts) in
             items.chunks(settings.batch_size).zip(prompts.chunks(settings.batch_size))
         {
-            let generation =
-                generate(&model, chunk_prompts, &config, |_| {}).map_err(|e| e.to_string())?;
+            let generation = generate(&model, chunk_prompts, &config, |_| {})?;
             elapsed += generation.stats.elapsed;
             for ((item, prompt), row) in chunk_items.iter().zip(chunk_prompts).zip(&generation.rows)
             {
@@ -224,7 +306,7 @@ pub fn evaluate<B: Backend>(
         let stats = DecodeStats { forwards, tokens, elapsed, prefill: Duration::ZERO };
         results.push(ModeResult {
             mode: mode.label(),
-            block_size: if mode == DecodeMode::Ar { 1 } else { settings.block_size },
+            block_size: mode.block_size(settings.block_size),
             correct,
             total: items.len(),
             accuracy: correct as f64 / items.len().max(1) as f64,
@@ -238,6 +320,34 @@ pub fn evaluate<B: Backend>(
         });
     }
     Ok(results)
+}
+
+/// [`evaluate`] with a progress display over prompts × modes.
+pub fn run_eval<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: &TextTokenizer,
+    teacher: Option<&Transformer<B>>,
+    items: &[EvalItem],
+    settings: &EvalSettings,
+    stop_tokens: &[u32],
+) -> Result<Vec<ModeResult>, EvalError> {
+    let mut progress =
+        Progress::new(items.len() * settings.modes.len(), "evaluation", "prompts×modes");
+    let results =
+        evaluate(model, tokenizer, teacher, items, settings, stop_tokens, |n| progress.inc(n));
+    progress.finish_and_clear();
+    results
+}
+
+/// Writes `eval.json` and `eval.md` into `dir`, each atomically.
+pub fn write_report(dir: &Path, report: &impl Serialize, markdown: &str) -> Result<(), EvalError> {
+    let io = |path: &Path, source| EvalError::Io { path: path.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let json = dir.join("eval.json");
+    let text = serde_json::to_string_pretty(report).expect("reports serialise");
+    write_text_atomically(&json, &text).map_err(|e| io(&json, e))?;
+    let md = dir.join("eval.md");
+    write_text_atomically(&md, markdown).map_err(|e| io(&md, e))
 }
 
 /// Summed negative log-likelihood of `continuation` after `prompt` under `teacher`

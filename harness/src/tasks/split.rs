@@ -3,10 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which side of the split a problem is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Split {
+    /// Training prompts (90 % of the problem space).
     Train,
+    /// Held-out problems for evaluation.
     Test,
 }
 
@@ -14,6 +17,7 @@ pub enum Split {
 const TEST_PERCENT: u64 = 10;
 
 impl Split {
+    /// The split of the problem with this prompt.
     pub fn of(prompt: &str) -> Split {
         if fnv1a(prompt.as_bytes()) % 100 < TEST_PERCENT {
             Split::Test

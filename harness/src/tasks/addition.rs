@@ -10,15 +10,18 @@ use rand::rngs::StdRng;
 
 use super::{uniform, Problem};
 
+/// How every addition prompt starts.
 pub const PREFIX: &str = "add ";
 const DIGITS: usize = 3;
 
+/// A random problem.
 pub fn draw(rng: &mut StdRng) -> Problem {
     let a = uniform(rng, 0..10u32.pow(DIGITS as u32));
     let b = uniform(rng, 0..10u32.pow(DIGITS as u32));
     problem(a, b)
 }
 
+/// The problem `a + b` with its written-out answer.
 pub fn problem(a: u32, b: u32) -> Problem {
     let (da, db) = (digits(a), digits(b));
     let mut carry = 0;

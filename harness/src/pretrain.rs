@@ -13,25 +13,30 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use opdlm_model::load::save::save_hf_dir;
 use opdlm_model::{Architecture, AttentionMode, Layout, ModelConfig, TextTokenizer, Transformer};
+use opdlm_training::{clip_global_norm, WarmupCosine};
 use serde::{Deserialize, Serialize};
 
-use crate::clip::clip_global_norm;
 use crate::eval::{evaluate, DecodeMode, EvalItem, EvalSettings, ModeResult};
-use crate::schedule::WarmupCosine;
 use crate::tasks::tokenizer::task_tokenizer;
 use crate::tasks::{problems, Split, Task};
 
 /// Width and depth of the teacher (Llama architecture, tied embeddings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TeacherShape {
+    /// Hidden size.
     pub hidden: usize,
+    /// Decoder layers.
     pub layers: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (grouped-query attention).
     pub kv_heads: usize,
+    /// MLP width.
     pub intermediate: usize,
 }
 
 impl TeacherShape {
+    /// The Llama config of this shape over `vocab_size` tokens and `max_positions`.
     pub fn model_config(&self, vocab_size: usize, max_positions: usize) -> ModelConfig {
         ModelConfig {
             architecture: Architecture::Llama,
@@ -55,17 +60,25 @@ impl TeacherShape {
     }
 }
 
+/// Settings of the tiny teacher's pretraining (defaults: the committed teacher's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainConfig {
     /// Where the teacher (a Hugging Face directory) is written.
     pub out: PathBuf,
+    /// Width and depth.
     pub shape: TeacherShape,
+    /// Optimizer steps.
     pub steps: usize,
+    /// Problems per step.
     pub batch_size: usize,
+    /// Peak learning rate.
     pub lr: f64,
+    /// Final learning rate of the cosine decay.
     pub final_lr: f64,
+    /// Warmup steps.
     pub warmup: usize,
+    /// Seed of the initialisation and the problems.
     pub seed: u64,
     /// Test problems for the final greedy accuracy.
     pub eval_problems: usize,
@@ -96,11 +109,16 @@ impl Default for PretrainConfig {
 /// Longest prompt + answer + EOS of the built-in tasks, rounded up, as the context.
 const MAX_POSITIONS: usize = 64;
 
+/// What a pretraining run produced.
 #[derive(Debug, Clone)]
 pub struct PretrainSummary {
+    /// The teacher's directory.
     pub out: PathBuf,
+    /// Its parameter count.
     pub parameters: usize,
+    /// Loss of the last step.
     pub final_loss: f64,
+    /// Wall-clock time.
     pub seconds: f64,
     /// Greedy AR accuracy per task on the test split.
     pub accuracy: Vec<(Task, ModeResult)>,
@@ -207,7 +225,7 @@ pub fn test_accuracy<B: Backend>(
         block_size: 1,
         max_new_tokens: MAX_POSITIONS / 2,
         batch_size: 50,
-        modes: vec![DecodeMode::Ar],
+        modes: vec![DecodeMode::AR],
     };
     Task::ALL
         .into_iter()
@@ -217,7 +235,8 @@ pub fn test_accuracy<B: Backend>(
                     .iter()
                     .map(EvalItem::from_problem)
                     .collect();
-            let result = evaluate(model, tokenizer, None, &items, &settings, &[0], |_| {})?;
+            let result = evaluate(model, tokenizer, None, &items, &settings, &[0], |_| {})
+                .map_err(|e| e.to_string())?;
             Ok((task, result.into_iter().next().expect("one mode")))
         })
         .collect()

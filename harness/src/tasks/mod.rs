@@ -22,20 +22,27 @@ pub use split::Split;
 /// One problem: the prompt the model sees and the reference answer it should write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
+    /// What the model is given (`add 347+085=`).
     pub prompt: String,
+    /// What it should write.
     pub answer: String,
 }
 
+/// A built-in task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
+    /// Three-digit addition with its working.
     Addition,
+    /// Sorting 4–8 digits.
     Sort,
 }
 
 impl Task {
+    /// Every task, in the order batches alternate them.
     pub const ALL: [Task; 2] = [Task::Addition, Task::Sort];
 
+    /// The task's name in reports.
     pub fn name(self) -> &'static str {
         match self {
             Task::Addition => "addition",

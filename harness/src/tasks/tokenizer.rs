@@ -4,6 +4,7 @@
 
 use opdlm_model::TextTokenizer;
 
+/// The end-of-sequence token (id 0).
 pub const EOS: &str = "<eos>";
 /// Every character the tasks (and a user typing similar prompts) can use.
 const CHARACTERS: &str = "0123456789abcdefghijklmnopqrstuvwxyz +-*=,|:?.";

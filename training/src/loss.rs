@@ -1,0 +1,489 @@
+//! The whole training loss, OPDLM and its baselines, in one place:
+//!
+//! 1. the objective's definition ([`Objective`]): where `x0` comes from, how `x_t` is
+//!    chosen, and what the targets are ([`Loss`] binds an objective to its targets);
+//! 2. one [`Example`] per response: `x_t` and the per-slot weights (1 for distillation,
+//!    `1/t` for hard labels) with the stop-token rule ([`Loss::example`]);
+//! 3. the teacher's targets for a whole batch in one causal pass
+//!    ([`Loss::teacher_targets`]);
+//! 4. the batch loss ([`Loss::batch_loss`]): examples packed by prompt length into the
+//!    BD3LM layout `[prompt | x0 | x_t]`, the per-slot divergence or cross-entropy, and
+//!    the normalisation (a row's weighted mean, then the mean over rows).
+//!
+//! The student sees the BD3LM layout in one pass (see `opdlm_model::Layout::training`);
+//! the teacher sees `[prompt | x0]` causally, and its logits at position `j − 1` are the
+//! target for response slot `j`. The mask token is never a prediction: its logit is
+//! [`NEVER_LOGIT`] in both distributions (bd3lms' SUBS parameterisation), so it holds
+//! exactly zero probability.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, TensorData};
+use opdlm_inference::RowOutput;
+use opdlm_model::{exclude_tokens, padded_token_ids, AttentionMode, Layout, Transformer};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{random_mask, select_masked, StateSelection};
+
+#[cfg(doc)]
+use opdlm_model::NEVER_LOGIT;
+
+/// What a run trains on. OPDLM and the paper's baselines differ in three independent
+/// choices: where `x0` comes from ([`Objective::response_source`]), how `x_t` is chosen
+/// ([`Objective::on_policy_states`]), and what the targets are
+/// ([`Objective::hard_labels`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// On-policy distillation on the student's own denoising states (the method).
+    Opdlm,
+    /// Student rollouts with random masking instead of visited states (paper Eq. 6).
+    OpdlmOff,
+    /// Off-policy block diffusion on dataset answers: random masking, 1/t weight, hard labels.
+    Bd3lm,
+    /// BD3LM loss on the teacher's own generations (paper A.5).
+    Sft,
+    /// Teacher soft targets on teacher generations with random masking.
+    OffpolicyKd,
+}
+
+/// Where the terminal sequence `x0` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseSource {
+    /// The student's own rollout with the inference sampler (on-policy `x0`).
+    StudentRollout,
+    /// The frozen teacher's autoregressive generation.
+    TeacherGeneration,
+    /// The `answer` of the prompt file.
+    Dataset,
+}
+
+impl Objective {
+    /// Where this objective's `x0` comes from.
+    pub fn response_source(self) -> ResponseSource {
+        match self {
+            Self::Opdlm | Self::OpdlmOff => ResponseSource::StudentRollout,
+            Self::Sft | Self::OffpolicyKd => ResponseSource::TeacherGeneration,
+            Self::Bd3lm => ResponseSource::Dataset,
+        }
+    }
+
+    /// `true`: states come from the sampler's trajectory; `false`: random masking.
+    pub fn on_policy_states(self) -> bool {
+        self == Self::Opdlm
+    }
+
+    /// `true`: hard labels weighted by `1/t`; `false`: teacher distributions, `w = 1`.
+    pub fn hard_labels(self) -> bool {
+        matches!(self, Self::Bd3lm | Self::Sft)
+    }
+
+    /// The name used on the command line and in config files (`opdlm-off`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Opdlm => "opdlm",
+            Self::OpdlmOff => "opdlm-off",
+            Self::Bd3lm => "bd3lm",
+            Self::Sft => "sft",
+            Self::OffpolicyKd => "offpolicy-kd",
+        }
+    }
+}
+
+/// Which divergence pulls the student toward the teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Divergence {
+    /// KL(teacher ‖ student): the paper's objective (mode-covering).
+    ForwardKl,
+    /// KL(student ‖ teacher) (mode-seeking).
+    ReverseKl,
+    /// Jensen–Shannon divergence.
+    Jsd,
+}
+
+/// What supervises the student at a masked slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Targets {
+    /// The frozen teacher's distribution (OPDLM and distillation baselines); with `top_k`,
+    /// forward KL over the teacher's `k` most likely tokens only.
+    Teacher {
+        /// How the two distributions are compared.
+        divergence: Divergence,
+        /// Teacher tokens kept per slot (`None`: the full vocabulary).
+        top_k: Option<usize>,
+    },
+    /// The token of `x0` itself (BD3LM-style baselines).
+    HardLabels,
+}
+
+/// An objective together with its state rule and targets: one value, so that an
+/// objective cannot be paired with targets it does not use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loss {
+    objective: Objective,
+    state_selection: StateSelection,
+    targets: Targets,
+}
+
+impl Loss {
+    /// Hard-label objectives (bd3lm, sft) ignore `divergence` and `top_k`; only OPDLM reads
+    /// `state_selection`.
+    pub fn new(
+        objective: Objective,
+        state_selection: StateSelection,
+        divergence: Divergence,
+        top_k: Option<usize>,
+    ) -> Self {
+        let targets = if objective.hard_labels() {
+            Targets::HardLabels
+        } else {
+            Targets::Teacher { divergence, top_k }
+        };
+        Self { objective, state_selection, targets }
+    }
+
+    /// The objective this loss trains.
+    pub fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    /// What supervises the masked slots.
+    pub fn targets(&self) -> Targets {
+        self.targets
+    }
+
+    /// Chooses `x_t` and the per-slot weights for one response `row` of `prompt`.
+    ///
+    /// Distillation objectives leave the stop token out of the loss, as the OPDLM loss of
+    /// the reference does. Hard-label objectives (bd3lm, sft) train it, as the BD3LM
+    /// recipe does: without it their students never learn to stop.
+    pub fn example(
+        &self,
+        prompt: &[u32],
+        row: RowOutput,
+        block_size: usize,
+        rng: &mut StdRng,
+    ) -> Example {
+        let (p, r) = (prompt.len(), row.tokens.len());
+        let hard_labels = self.objective.hard_labels();
+        let (masked, times) = if self.objective.on_policy_states() {
+            let masked =
+                select_masked(self.state_selection, &row.first_unmask_step, p, block_size, rng);
+            (masked, vec![1.0; r])
+        } else {
+            random_mask(p, r, block_size, rng)
+        };
+        let trained = if row.stopped && !hard_labels { r - 1 } else { r };
+        let weights = (0..r)
+            .map(|j| match (masked[j] && j < trained, hard_labels) {
+                (false, _) => 0.0,
+                (true, true) => 1.0 / times[j],
+                (true, false) => 1.0,
+            })
+            .collect();
+        Example { prompt: prompt.to_vec(), response: row.tokens, weights }
+    }
+
+    /// The teacher's log-probabilities at the loss slots of every example, in example
+    /// order, from one causal pass: rows `[prompt | x0]` are right-padded (invisible to
+    /// earlier positions under causal attention), and position `p + j − 1` predicts slot
+    /// `j`. `None` for hard labels or when no example has a loss slot. `teacher` must be
+    /// `no_grad`.
+    pub fn teacher_targets<B: Backend>(
+        &self,
+        teacher: &Transformer<B>,
+        examples: &[Example],
+        mask_id: u32,
+    ) -> Option<Tensor<B, 2>> {
+        if self.targets == Targets::HardLabels {
+            return None;
+        }
+        let used: Vec<&Example> = examples.iter().filter(|e| e.has_loss()).collect();
+        if used.is_empty() {
+            return None;
+        }
+        let device = teacher.devices()[0].clone();
+        let sequences: Vec<Vec<u32>> = used.iter().map(|e| e.teacher_input()).collect();
+        let len = sequences.iter().map(Vec::len).max().unwrap_or(1);
+        let mut rows = Vec::new();
+        for (i, e) in used.iter().enumerate() {
+            rows.extend(
+                e.loss_slots().into_iter().map(|j| (i * len + e.prompt.len() + j - 1) as i64),
+            );
+        }
+        let layout = Layout::contiguous(AttentionMode::Causal, used.len(), 0, len, &device);
+        let ids = padded_token_ids::<B>(&sequences, len, mask_id, &device);
+        let hidden = teacher.hidden(ids, &layout, None);
+        let logits = rows_logits(teacher, hidden, &rows);
+        Some(log_probs(logits, teacher.config().vocab_size, mask_id).detach())
+    }
+
+    /// The step's loss: the mean over examples with loss slots of each example's
+    /// weighted mean per-slot loss, computed with one student pass per distinct prompt
+    /// length. `teacher` holds [`Loss::teacher_targets`] for teacher targets. `None`
+    /// when no example has a loss slot.
+    pub fn batch_loss<B: Backend>(
+        &self,
+        student: &Transformer<B>,
+        teacher: Option<Tensor<B, 2>>,
+        examples: &[Example],
+        block_size: usize,
+        mask_id: u32,
+    ) -> Option<BatchLoss<B>> {
+        let used: Vec<&Example> = examples.iter().filter(|e| e.has_loss()).collect();
+        if used.is_empty() {
+            return None;
+        }
+        let device = student.devices()[0].clone();
+        let packed = PackedBatch::new(&used, block_size, mask_id);
+        let student_rows: Vec<Tensor<B, 2>> = packed
+            .groups
+            .iter()
+            .map(|group| group.student_logits(student, block_size, mask_id, &device))
+            .collect();
+        let slots = packed.coefficients.len();
+        let student_lp =
+            log_probs(Tensor::cat(student_rows, 0), student.config().vocab_size, mask_id);
+        let per_slot = match self.targets {
+            Targets::HardLabels => {
+                let labels = TensorData::new(packed.labels, [slots]);
+                cross_entropy(student_lp, Tensor::from_data(labels, &device))
+            }
+            Targets::Teacher { divergence: kind, top_k } => {
+                let teacher = teacher.expect("teacher targets are computed for teacher objectives");
+                let order = TensorData::new(packed.teacher_order, [slots]);
+                let order = Tensor::<B, 1, Int>::from_data(order, &device);
+                divergence(teacher.select(0, order), student_lp, kind, top_k)
+            }
+        };
+        let coefficients = TensorData::new(packed.coefficients, [slots]);
+        let coefficients = Tensor::<B, 1>::from_data(coefficients, &device);
+        Some(BatchLoss { value: (per_slot * coefficients).sum(), examples: used.len(), slots })
+    }
+}
+
+/// The result of [`Loss::batch_loss`].
+#[derive(Debug, Clone)]
+pub struct BatchLoss<B: Backend> {
+    /// The scalar loss (`[1]`) to differentiate.
+    pub value: Tensor<B, 1>,
+    /// Examples that carried loss (the mean's denominator).
+    pub examples: usize,
+    /// Response slots that carried loss, over all examples.
+    pub slots: usize,
+}
+
+/// One training example: a prompt, a terminal response `x0`, and per-slot loss weights
+/// that also say which slots the state `x_t` masks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// The prompt's token ids.
+    pub prompt: Vec<u32>,
+    /// The terminal sequence `x0` (response part), stop token included when produced.
+    pub response: Vec<u32>,
+    /// Loss weight per response slot: 0 where the slot is not trained (unmasked in
+    /// `x_t`, or the stop token), `w(t)` elsewhere.
+    pub weights: Vec<f32>,
+}
+
+impl Example {
+    /// `x_t`: the response with every weighted slot replaced by the mask token.
+    pub fn noisy_response(&self, mask_id: u32) -> Vec<u32> {
+        self.response
+            .iter()
+            .zip(&self.weights)
+            .map(|(&t, &w)| if w > 0.0 { mask_id } else { t })
+            .collect()
+    }
+
+    /// Response slots that carry loss.
+    pub fn loss_slots(&self) -> Vec<usize> {
+        (0..self.response.len()).filter(|&j| self.weights[j] > 0.0).collect()
+    }
+
+    /// Whether any slot carries loss (examples without are left out of the mean).
+    pub fn has_loss(&self) -> bool {
+        self.weights.iter().any(|&w| w > 0.0)
+    }
+
+    /// Tokens this example puts through training (prompt and response).
+    pub fn tokens(&self) -> usize {
+        self.prompt.len() + self.response.len()
+    }
+
+    /// The teacher's causal input `[prompt | x0[..r-1]]`: position `p + j − 1` predicts
+    /// response slot `j`.
+    fn teacher_input(&self) -> Vec<u32> {
+        let r = self.response.len();
+        self.prompt.iter().chain(&self.response[..r - 1]).copied().collect()
+    }
+}
+
+/// A batch packed for the student: one [`PackedGroup`] per distinct prompt length, and per
+/// loss slot (in group order) its teacher row, label and loss coefficient.
+struct PackedBatch {
+    groups: Vec<PackedGroup>,
+    /// Row of each slot's target among the teacher targets (which come in example order).
+    teacher_order: Vec<i64>,
+    labels: Vec<i64>,
+    /// `w_j / (Σ_row w · examples)`: a row's weighted mean, then the mean over rows.
+    coefficients: Vec<f32>,
+}
+
+/// Examples sharing a prompt length, in the BD3LM layout `[prompt | x0 | x_t]`. Responses
+/// are right-padded to the longest one; the padding (in both the clean and the noisy
+/// copy) is hidden from every real query, so each real row sees exactly what it sees
+/// alone. The noisy copy starts at the block boundary at or before the prompt's end.
+struct PackedGroup {
+    prompt_len: usize,
+    response_len: usize,
+    sequences: Vec<Vec<u32>>,
+    /// Per sequence and position: padding, hidden from every query.
+    void: Vec<bool>,
+    /// Flattened `[sequence, position]` rows whose logits are the loss slots.
+    rows: Vec<i64>,
+}
+
+impl PackedBatch {
+    fn new(used: &[&Example], block_size: usize, mask_id: u32) -> Self {
+        // Teacher rows come in example order; `offsets[i]` is example i's first row.
+        let offsets: Vec<usize> = used
+            .iter()
+            .scan(0, |acc, e| {
+                let start = *acc;
+                *acc += e.loss_slots().len();
+                Some(start)
+            })
+            .collect();
+        let mut by_prompt_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, e) in used.iter().enumerate() {
+            by_prompt_len.entry(e.prompt.len()).or_default().push(i);
+        }
+        let mut batch =
+            Self { groups: vec![], teacher_order: vec![], labels: vec![], coefficients: vec![] };
+        for (&p, members) in &by_prompt_len {
+            let r_max = members.iter().map(|&i| used[i].response.len()).max().expect("non-empty");
+            let noisy_start = p / block_size * block_size;
+            let noisy_offset = (p + r_max) + (p - noisy_start);
+            let len = noisy_offset + r_max;
+            let mut group = PackedGroup {
+                prompt_len: p,
+                response_len: r_max,
+                sequences: vec![],
+                void: vec![],
+                rows: vec![],
+            };
+            for (g, &i) in members.iter().enumerate() {
+                let e = used[i];
+                let r = e.response.len();
+                let pad = std::iter::repeat_n(mask_id, r_max - r);
+                let mut tokens: Vec<u32> =
+                    e.prompt.iter().chain(&e.response).copied().chain(pad.clone()).collect();
+                tokens.extend_from_slice(&e.prompt[noisy_start..]);
+                tokens.extend(e.noisy_response(mask_id).into_iter().chain(pad));
+                group.sequences.push(tokens);
+                group.void.extend(
+                    (0..len).map(|k| (p + r..p + r_max).contains(&k) || k >= noisy_offset + r),
+                );
+                let slots = e.loss_slots();
+                let total_weight: f32 = slots.iter().map(|&j| e.weights[j]).sum();
+                for (k, &j) in slots.iter().enumerate() {
+                    group.rows.push((g * len + noisy_offset + j) as i64);
+                    batch.teacher_order.push((offsets[i] + k) as i64);
+                    batch.coefficients.push(e.weights[j] / (total_weight * used.len() as f32));
+                    batch.labels.push(e.response[j] as i64);
+                }
+            }
+            batch.groups.push(group);
+        }
+        batch
+    }
+}
+
+impl PackedGroup {
+    /// The student's vocabulary logits at this group's loss slots (one forward pass).
+    fn student_logits<B: Backend>(
+        &self,
+        student: &Transformer<B>,
+        block_size: usize,
+        mask_id: u32,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let (p, r_max, n) = (self.prompt_len, self.response_len, self.sequences.len());
+        let len = self.void.len() / n;
+        let void =
+            Tensor::<B, 2, Bool>::from_data(TensorData::new(self.void.clone(), [n, len]), device);
+        let layout = Layout::training(p, r_max, block_size, n, device)
+            .with_padding(Tensor::zeros([n], device), void);
+        let ids = padded_token_ids::<B>(&self.sequences, len, mask_id, device);
+        let hidden = student.hidden(ids, &layout, None);
+        rows_logits(student, hidden, &self.rows)
+    }
+}
+
+/// Vocabulary logits `[rows, vocab]` of selected positions of `hidden` (`[n, len, d]`;
+/// row `i * len + k` is position `k` of sequence `i`); the projection is applied to those
+/// rows only.
+fn rows_logits<B: Backend>(
+    model: &Transformer<B>,
+    hidden: Tensor<B, 3>,
+    rows: &[i64],
+) -> Tensor<B, 2> {
+    let device = hidden.device();
+    let [n, len, dim] = hidden.dims();
+    let rows =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(rows.to_vec(), [rows.len()]), &device);
+    let picked = hidden.reshape([n * len, dim]).select(0, rows);
+    model.lm_head(picked.unsqueeze::<3>()).squeeze_dim::<2>(0)
+}
+
+/// Log-probabilities over the student's vocabulary with the mask token excluded.
+/// `logits` may be narrower than `vocab` (a teacher without the appended mask row);
+/// missing ids get zero probability.
+fn log_probs<B: Backend>(logits: Tensor<B, 2>, vocab: usize, mask_id: u32) -> Tensor<B, 2> {
+    log_softmax(exclude_tokens(logits, vocab, &[mask_id]), 1)
+}
+
+/// Per-slot divergence `[n]` between teacher and student log-probabilities (`[n, V]`).
+/// With `top_k`, forward KL is summed over the teacher's `k` most likely tokens only,
+/// with their probabilities left unrenormalised (as the reference does at 4B/8B).
+fn divergence<B: Backend>(
+    teacher: Tensor<B, 2>,
+    student: Tensor<B, 2>,
+    kind: Divergence,
+    top_k: Option<usize>,
+) -> Tensor<B, 1> {
+    match (kind, top_k) {
+        (Divergence::ForwardKl, Some(k)) => {
+            let (teacher_top, ids) = teacher.topk_with_indices(k, 1);
+            let student_top = student.gather(1, ids);
+            (teacher_top.clone().exp() * (teacher_top - student_top)).sum_dim(1).squeeze_dim(1)
+        }
+        (Divergence::ForwardKl, None) => kl(teacher, student),
+        (Divergence::ReverseKl, _) => kl(student, teacher),
+        (Divergence::Jsd, _) => {
+            let mixture =
+                ((teacher.clone().exp() + student.clone().exp()) * 0.5).clamp_min(1e-30).log();
+            (kl(teacher, mixture.clone()) + kl(student, mixture)) * 0.5
+        }
+    }
+}
+
+/// KL(p ‖ q) per row from log-probabilities.
+fn kl<B: Backend>(log_p: Tensor<B, 2>, log_q: Tensor<B, 2>) -> Tensor<B, 1> {
+    (log_p.clone().exp() * (log_p - log_q)).sum_dim(1).squeeze_dim(1)
+}
+
+/// Per-slot cross-entropy `[n]` of the student's log-probabilities against `labels`.
+fn cross_entropy<B: Backend>(student: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    student.gather(1, labels.unsqueeze_dim(1)).squeeze_dim(1).neg()
+}
+
+#[cfg(test)]
+mod tests;

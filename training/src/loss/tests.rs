@@ -1,0 +1,255 @@
+//! The loss against independent references: per-slot losses and gradients against
+//! PyTorch autograd (`tests/fixtures/loss_reference.json`, `scripts/make_loss_fixture.py`),
+//! the packed batch against one pass per example, and the stop-token rule.
+
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::TensorData;
+use opdlm_model::{Architecture, ModelConfig};
+use rand::SeedableRng;
+use serde::Deserialize;
+
+use super::*;
+
+type Ad = Autodiff<NdArray<f32>>;
+type B = NdArray<f32>;
+
+#[derive(Deserialize)]
+struct Fixture {
+    student_logits: Vec<Vec<f32>>,
+    teacher_logits: Vec<Vec<f32>>,
+    weights: Vec<f32>,
+    labels: Vec<i64>,
+    mask_id: u32,
+    top_k: usize,
+    losses: std::collections::HashMap<String, Expected>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    per_slot: Vec<f32>,
+    loss: f32,
+    grad: Vec<Vec<f32>>,
+}
+
+fn matrix(rows: &[Vec<f32>]) -> Tensor<Ad, 2> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), &Default::default())
+}
+
+/// `Σ w·x / Σ w`: one example's reduction of its per-slot losses.
+fn weighted_mean<Bk: Backend>(values: Tensor<Bk, 1>, weights: Tensor<Bk, 1>) -> Tensor<Bk, 1> {
+    (values * weights.clone()).sum() / weights.sum()
+}
+
+#[test]
+fn losses_and_gradients_match_pytorch_to_1e_5() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/loss_reference.json");
+    let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let vocab = fixture.student_logits[0].len();
+    let n = fixture.weights.len();
+    let device = Default::default();
+    for (name, expected) in &fixture.losses {
+        let student_logits = matrix(&fixture.student_logits).require_grad();
+        let student = log_probs(student_logits.clone(), vocab, fixture.mask_id);
+        let teacher = log_probs(matrix(&fixture.teacher_logits).detach(), vocab, fixture.mask_id);
+        let per_slot = match name.as_str() {
+            "forward_kl" => divergence(teacher, student, Divergence::ForwardKl, None),
+            "forward_kl_topk" => {
+                divergence(teacher, student, Divergence::ForwardKl, Some(fixture.top_k))
+            }
+            "reverse_kl" => divergence(teacher, student, Divergence::ReverseKl, None),
+            "jsd" => divergence(teacher, student, Divergence::Jsd, None),
+            "cross_entropy" => {
+                let labels = TensorData::new(fixture.labels.clone(), [n]);
+                cross_entropy(student, Tensor::from_data(labels, &device))
+            }
+            other => panic!("unexpected loss {other}"),
+        };
+        let weights = TensorData::new(fixture.weights.clone(), [n]);
+        let loss = weighted_mean(per_slot.clone(), Tensor::<Ad, 1>::from_data(weights, &device));
+        let per_slot: Vec<f32> = per_slot.into_data().to_vec().unwrap();
+        for (got, want) in per_slot.iter().zip(&expected.per_slot) {
+            assert!((got - want).abs() < 1e-5, "{name}: per-slot {got} vs {want}");
+        }
+        let value = loss.clone().into_scalar();
+        assert!((value - expected.loss).abs() < 1e-5, "{name}: loss {value} vs {}", expected.loss);
+        let grads = loss.backward();
+        let grad: Vec<f32> = student_logits.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let want: Vec<f32> = expected.grad.iter().flatten().copied().collect();
+        let worst = grad.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-5, "{name}: gradient max abs diff {worst}");
+    }
+}
+
+fn example(prompt: &[u32], response: &[u32], weights: &[f32]) -> Example {
+    Example { prompt: prompt.to_vec(), response: response.to_vec(), weights: weights.to_vec() }
+}
+
+fn tiny_student() -> Transformer<B> {
+    let device = Default::default();
+    let config = ModelConfig {
+        architecture: Architecture::Llama,
+        vocab_size: 21,
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        head_dim: 8,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 64,
+        tie_word_embeddings: true,
+        qkv_bias: false,
+        o_bias: false,
+        bos_token_id: None,
+        eos_token_ids: vec![0],
+        diffusion: None,
+    };
+    Transformer::<B>::new(&config, &device).into_diffusion(20, 4, false)
+}
+
+/// Reference: the teacher's targets of one example, from its own causal pass.
+fn example_teacher_targets(
+    teacher: &Transformer<B>,
+    example: &Example,
+    mask_id: u32,
+) -> Tensor<B, 2> {
+    let device = teacher.devices()[0];
+    let clean = example.teacher_input();
+    let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, clean.len(), &device);
+    let hidden = teacher.hidden(
+        padded_token_ids::<B>(std::slice::from_ref(&clean), clean.len(), 0, &device),
+        &layout,
+        None,
+    );
+    let p = example.prompt.len();
+    let rows: Vec<i64> = example.loss_slots().iter().map(|&j| (p + j - 1) as i64).collect();
+    log_probs(rows_logits(teacher, hidden, &rows), teacher.config().vocab_size, mask_id)
+}
+
+/// Reference: one example's loss from its own unpadded student pass on
+/// `[prompt | x0 | x_t]`, reduced by its weighted mean.
+fn example_loss(
+    student: &Transformer<B>,
+    teacher: Option<Tensor<B, 2>>,
+    example: &Example,
+    targets: Targets,
+    block_size: usize,
+    mask_id: u32,
+) -> f32 {
+    let device = student.devices()[0];
+    let (p, r) = (example.prompt.len(), example.response.len());
+    let slots = example.loss_slots();
+    let noisy_start = p / block_size * block_size;
+    let mut packed: Vec<u32> = example.prompt.iter().chain(&example.response).copied().collect();
+    packed.extend_from_slice(&example.prompt[noisy_start..]);
+    packed.extend(example.noisy_response(mask_id));
+    let layout = Layout::training(p, r, block_size, 1, &device);
+    let hidden = student.hidden(
+        padded_token_ids::<B>(std::slice::from_ref(&packed), packed.len(), 0, &device),
+        &layout,
+        None,
+    );
+    let rows: Vec<i64> = slots.iter().map(|&j| ((p + r) + (p - noisy_start) + j) as i64).collect();
+    let student_lp =
+        log_probs(rows_logits(student, hidden, &rows), student.config().vocab_size, mask_id);
+    let weights: Vec<f32> = slots.iter().map(|&j| example.weights[j]).collect();
+    let weights = Tensor::<B, 1>::from_data(TensorData::new(weights, [slots.len()]), &device);
+    let per_slot = match targets {
+        Targets::HardLabels => {
+            let labels: Vec<i64> = slots.iter().map(|&j| example.response[j] as i64).collect();
+            cross_entropy(
+                student_lp,
+                Tensor::from_data(TensorData::new(labels, [slots.len()]), &device),
+            )
+        }
+        Targets::Teacher { divergence: kind, top_k } => {
+            divergence(teacher.expect("teacher targets"), student_lp, kind, top_k)
+        }
+    };
+    weighted_mean(per_slot, weights).into_scalar()
+}
+
+/// One pass per prompt length gives the per-example losses' mean, for teacher targets
+/// (ragged prompts and responses, partial prompt blocks) and hard labels.
+#[test]
+fn batched_loss_equals_the_mean_of_per_example_losses() {
+    let device = Default::default();
+    B::seed(&device, 3);
+    let model = tiny_student();
+    let mask_id = 20;
+    let examples = vec![
+        example(&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 10, 11], &[0.0, 1.0, 0.5, 0.0, 1.0, 0.0]),
+        example(&[1, 2, 3, 4, 5], &[9, 9, 2], &[1.0, 0.0, 2.0]),
+        example(&[7, 8, 9, 1, 2, 3, 4, 5], &[3, 3, 3, 3, 1], &[0.0, 0.0, 1.0, 1.0, 1.0]),
+        example(&[4, 4, 4], &[5, 6], &[0.0, 0.0]),
+        example(
+            &[2, 3],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+            &[1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0],
+        ),
+    ];
+    for objective in [Objective::Opdlm, Objective::Bd3lm] {
+        let loss = Loss::new(objective, StateSelection::PerBlock, Divergence::ForwardKl, None);
+        let per_example: Vec<f32> = examples
+            .iter()
+            .filter(|e| e.has_loss())
+            .map(|e| {
+                let teacher = (loss.targets() != Targets::HardLabels)
+                    .then(|| example_teacher_targets(&model, e, mask_id));
+                example_loss(&model, teacher, e, loss.targets(), 4, mask_id)
+            })
+            .collect();
+        let expected = per_example.iter().sum::<f32>() / per_example.len() as f32;
+        let targets = loss.teacher_targets(&model, &examples, mask_id);
+        let batch = loss.batch_loss(&model, targets, &examples, 4, mask_id).unwrap();
+        assert_eq!(batch.examples, 4);
+        assert_eq!(batch.slots, examples.iter().map(|e| e.loss_slots().len()).sum::<usize>());
+        let got = batch.value.into_scalar();
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "{objective:?}: batched {got} vs per-example mean {expected}"
+        );
+    }
+}
+
+/// Loss weight of the stop slot of a stopped response, under a random mask (both
+/// objectives below mask randomly) drawn from a seed that masks that slot.
+fn stop_slot_weight(objective: Objective) -> f32 {
+    let row = RowOutput {
+        tokens: vec![1, 2, 3, 0],
+        first_unmask_step: vec![0; 4],
+        stopped: true,
+        steps: 0,
+        forwards: 0,
+        states: vec![],
+    };
+    let loss = Loss::new(objective, StateSelection::PerBlock, Divergence::ForwardKl, None);
+    for seed in 0..1000 {
+        let (masked, _) = random_mask(4, 4, 4, &mut StdRng::seed_from_u64(seed));
+        if masked[3] {
+            let mut rng = StdRng::seed_from_u64(seed);
+            return loss.example(&[5, 6, 7, 8], row.clone(), 4, &mut rng).weights[3];
+        }
+    }
+    panic!("no seed masked the stop slot");
+}
+
+#[test]
+fn the_stop_token_is_trained_with_hard_labels_only() {
+    assert!(stop_slot_weight(Objective::Bd3lm) > 0.0, "bd3lm must learn to emit the stop token");
+    assert_eq!(
+        stop_slot_weight(Objective::OpdlmOff),
+        0.0,
+        "distillation leaves the stop token out, as the reference"
+    );
+}
+
+#[test]
+fn an_objective_is_bound_to_its_targets() {
+    let soft = Loss::new(Objective::Opdlm, StateSelection::PerBlock, Divergence::Jsd, Some(3));
+    assert_eq!(soft.targets(), Targets::Teacher { divergence: Divergence::Jsd, top_k: Some(3) });
+    let hard = Loss::new(Objective::Sft, StateSelection::PerBlock, Divergence::Jsd, Some(3));
+    assert_eq!(hard.targets(), Targets::HardLabels);
+}
