@@ -12,7 +12,7 @@ use opdlm_training::{RampShape, TrainConfig};
 use serde::Serialize;
 
 use crate::eval::{
-    markdown_table, run_eval, write_report, DecodeMode, EvalError, EvalItem, EvalSettings,
+    evaluate, markdown_table, write_report, DecodeMode, EvalError, EvalItem, EvalSettings,
     ModeResult,
 };
 use crate::pretrain::builtin_teacher_dir;
@@ -133,9 +133,9 @@ pub fn compare_on_builtin_tasks<B: Backend>(
     eprintln!("\nevaluating teacher and student on {} test problems…", items.len());
     let scorer = Some(&teacher.model);
     let teacher_results =
-        run_eval(&teacher.model, &teacher.tokenizer, scorer, &items, &settings, &stops)?;
+        evaluate(&teacher.model, &teacher.tokenizer, scorer, &items, &settings, &stops)?;
     let student_results =
-        run_eval(&student.model, &student.tokenizer, scorer, &items, &settings, &stops)?;
+        evaluate(&student.model, &student.tokenizer, scorer, &items, &settings, &stops)?;
     let accuracy = |results: &[ModeResult], mode: &str| {
         results.iter().find(|r| r.mode == mode).map_or(f64::NAN, |r| r.accuracy)
     };

@@ -255,8 +255,8 @@ pub struct Sample {
     pub correct: bool,
 }
 
-/// Evaluates `model` on `items` under every mode. `teacher` scores the outputs (AR,
-/// causal attention); `progress` is told about every finished batch.
+/// Evaluates `model` on `items` under every mode, with a progress display over prompts ×
+/// modes. `teacher` scores the outputs (AR, causal attention).
 pub fn evaluate<B: Backend>(
     model: &Transformer<B>,
     tokenizer: &TextTokenizer,
@@ -264,8 +264,9 @@ pub fn evaluate<B: Backend>(
     items: &[EvalItem],
     settings: &EvalSettings,
     stop_tokens: &[u32],
-    mut progress: impl FnMut(usize),
 ) -> Result<Vec<ModeResult>, EvalError> {
+    let mut progress =
+        Progress::new(items.len() * settings.modes.len(), "evaluation", "prompts×modes");
     // An unconverted model is decoded with shifted logits: block size 1 is then exactly AR.
     let model = model.clone().into_diffusion(tokenizer.vocab_size(), settings.block_size, true);
     let prompts: Vec<Vec<u32>> = items
@@ -301,7 +302,7 @@ pub fn evaluate<B: Backend>(
                     samples.push(Sample { prompt: item.prompt.clone(), output, correct: ok });
                 }
             }
-            progress(chunk_items.len());
+            progress.inc(chunk_items.len());
         }
         let stats = DecodeStats { forwards, tokens, elapsed, prefill: Duration::ZERO };
         results.push(ModeResult {
@@ -319,24 +320,8 @@ pub fn evaluate<B: Backend>(
             samples,
         });
     }
-    Ok(results)
-}
-
-/// [`evaluate`] with a progress display over prompts × modes.
-pub fn run_eval<B: Backend>(
-    model: &Transformer<B>,
-    tokenizer: &TextTokenizer,
-    teacher: Option<&Transformer<B>>,
-    items: &[EvalItem],
-    settings: &EvalSettings,
-    stop_tokens: &[u32],
-) -> Result<Vec<ModeResult>, EvalError> {
-    let mut progress =
-        Progress::new(items.len() * settings.modes.len(), "evaluation", "prompts×modes");
-    let results =
-        evaluate(model, tokenizer, teacher, items, settings, stop_tokens, |n| progress.inc(n));
     progress.finish_and_clear();
-    results
+    Ok(results)
 }
 
 /// Writes `eval.json` and `eval.md` into `dir`, each atomically.

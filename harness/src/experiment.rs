@@ -14,7 +14,7 @@ use opdlm_training::{
 use serde::Serialize;
 
 use crate::builtin;
-use crate::eval::{run_eval, DecodeMode, EvalError, EvalItem, EvalSettings, ModeResult};
+use crate::eval::{evaluate, DecodeMode, EvalError, EvalItem, EvalSettings, ModeResult};
 use crate::plot::plot_accuracy_vs_tokens;
 
 /// One evaluated checkpoint of one objective.
@@ -269,7 +269,7 @@ impl DataEfficiency {
                 .fold(0.0, f64::max);
             let student = load_checkpoint_student::<B>(dir, epoch, device)
                 .map_err(|source| ExperimentError::Train { objective: name, source })?;
-            let results = run_eval(&student, &teacher.tokenizer, None, items, &settings, &stops)?;
+            let results = evaluate(&student, &teacher.tokenizer, None, items, &settings, &stops)?;
             let point = budget_point(step, tokens, &results);
             eprintln!(
                 "{name} step {step:>4} ({tokens:>8.0} tokens): static {:.1}%, dynamic {:.1}% ({:.2} tokens/step)",
@@ -332,7 +332,7 @@ fn teacher_ar_accuracy<B: Backend>(
         batch_size: 50,
         modes: vec![DecodeMode::AR],
     };
-    Ok(run_eval(&teacher.model, &teacher.tokenizer, None, items, &settings, &stops)?[0].accuracy)
+    Ok(evaluate(&teacher.model, &teacher.tokenizer, None, items, &settings, &stops)?[0].accuracy)
 }
 
 /// A checkpoint's point from its static and dynamic results (in that order).

@@ -235,7 +235,7 @@ pub fn test_accuracy<B: Backend>(
                     .iter()
                     .map(EvalItem::from_problem)
                     .collect();
-            let result = evaluate(model, tokenizer, None, &items, &settings, &[0], |_| {})
+            let result = evaluate(model, tokenizer, None, &items, &settings, &[0])
                 .map_err(|e| e.to_string())?;
             Ok((task, result.into_iter().next().expect("one mode")))
         })

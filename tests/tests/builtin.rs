@@ -27,8 +27,7 @@ fn builtin_teacher_solves_held_out_problems() {
         modes: vec![DecodeMode::AR],
     };
     let result =
-        &evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0], |_| {})
-            .unwrap()[0];
+        &evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0]).unwrap()[0];
     println!(
         "teacher greedy AR accuracy on {} test problems: {:.1}%",
         items.len(),
@@ -75,16 +74,9 @@ fn default_conversion_trains_exports_and_evaluates() {
     let teacher = load_pretrained::<B>(&config.teacher, &device).unwrap();
     let items = test_items(8, 0);
     let settings = EvalSettings { batch_size: 4, ..eval_settings(config.block_size, &[0.9]) };
-    let results = evaluate(
-        &student.model,
-        &student.tokenizer,
-        Some(&teacher.model),
-        &items,
-        &settings,
-        &[0],
-        |_| {},
-    )
-    .unwrap();
+    let results =
+        evaluate(&student.model, &student.tokenizer, Some(&teacher.model), &items, &settings, &[0])
+            .unwrap();
     let labels: Vec<&str> = results.iter().map(|r| r.mode.as_str()).collect();
     assert_eq!(labels, ["ar", "static", "dynamic γ=0.9"]);
     for r in &results {

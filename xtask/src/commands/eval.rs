@@ -9,7 +9,7 @@ use burn::prelude::Backend;
 use clap::Args;
 use opdlm_harness::builtin::{self, DEFAULT_THRESHOLDS};
 use opdlm_harness::eval::{
-    items_from_jsonl, markdown_table, run_eval, write_report, DecodeMode, EvalItem, EvalSettings,
+    evaluate, items_from_jsonl, markdown_table, write_report, DecodeMode, EvalItem, EvalSettings,
     ModeResult,
 };
 use opdlm_harness::pretrain::builtin_teacher_dir;
@@ -155,7 +155,7 @@ impl BackendTask for EvalTask {
         let model_block = pretrained.model.config().diffusion.as_ref().map(|d| d.block_size);
         let settings = args.settings(model_block);
         let stops = pretrained.stop_tokens();
-        let results = run_eval(
+        let results = evaluate(
             &pretrained.model,
             &pretrained.tokenizer,
             teacher.as_ref(),
