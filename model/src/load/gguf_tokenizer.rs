@@ -7,12 +7,18 @@
 //! `tokenizer.ggml.pre` to match what each model's own tokenizer.json (and
 //! llama.cpp) does, because the same merges give different ids when text is
 //! split differently (e.g. SmolLM2 splits every digit on its own).
+//!
+//! Where the two differ, llama.cpp (the GGUF's own runtime) is followed, and
+//! tests/tests/tokenizer_parity.rs checks SmolLM2 against it on hard strings:
+//! - codepoints are classified with llama.cpp's Unicode 15.1 tables, not the
+//!   newer ones of Oniguruma and Rust (see [`UNICODE_16_LETTERS`]);
+//! - a byte the vocabulary has no token for is dropped without letting its
+//!   neighbours merge across it (see [`unencodable_bytes`]).
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::normalizers::unicode::NFC;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -25,10 +31,69 @@ use super::gguf::{GgufError, GgufFile, GgufValue};
 const TOKEN_TYPE_CONTROL: i128 = 3;
 const TOKEN_TYPE_USER_DEFINED: i128 = 4;
 
+/// GPT-2's split regex (what `ByteLevel` applies with `use_regex`), written out so that its
+/// classes can be narrowed to llama.cpp's (`llama_cpp_classes`).
+const GPT2_SPLIT: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// Llama 3's split regex (from its tokenizer.json): digits in groups of up to 3.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen2's split regex (from its tokenizer.json): every digit on its own.
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Letters (`\p{L}`) that Unicode 16 added. llama.cpp classifies codepoints with its own
+/// tables, which are Unicode 15.1 (llama-cpp-python 0.3.36): to it these are unassigned, so
+/// they are neither letters nor digits and its pre-tokenizer groups them with punctuation.
+/// Oniguruma (the regex engine of `tokenizers`) knows Unicode 16 and would split "𐵀's" as
+/// ["𐵀", "'s"] where llama.cpp has ["𐵀'", "s"]. These ranges and [`UNICODE_16_NUMBERS`] are
+/// every codepoint whose class differs (`scripts/make_llamacpp_tokenizer_fixture.py --scan`
+/// compares all of them); whitespace agrees.
+const UNICODE_16_LETTERS: &str = concat!(
+    r"\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}\x{10D4A}-\x{10D65}",
+    r"\x{10D6F}-\x{10D85}\x{10EC2}-\x{10EC4}\x{11380}-\x{11389}\x{1138B}\x{1138E}\x{11390}-\x{113B5}",
+    r"\x{113B7}\x{113D1}\x{113D3}\x{11BC0}-\x{11BE0}\x{13460}-\x{143FA}\x{16100}-\x{1611D}",
+    r"\x{16D40}-\x{16D6C}\x{18CFF}\x{1E5D0}-\x{1E5ED}\x{1E5F0}",
+);
+/// Numbers (`\p{N}`) that Unicode 16 added; see [`UNICODE_16_LETTERS`]. Rust's
+/// `char::is_numeric` (which `tokenizers`' `Digits` uses) is newer still, so digits are split
+/// with this regex class instead.
+const UNICODE_16_NUMBERS: &str = concat!(
+    r"\x{10D40}-\x{10D49}\x{116D0}-\x{116E3}\x{11BF0}-\x{11BF9}\x{16130}-\x{16139}",
+    r"\x{16D70}-\x{16D79}\x{1CCF0}-\x{1CCF9}\x{1E5F1}-\x{1E5FA}",
+);
+
+/// `regex` with `\p{L}` and `\p{N}` narrowed to the codepoints llama.cpp gives those classes
+/// (Oniguruma class intersection; it works inside `[...]` too, as a nested class).
+fn llama_cpp_classes(regex: &str) -> String {
+    regex
+        .replace(r"\p{L}", &format!(r"[\p{{L}}&&[^{UNICODE_16_LETTERS}]]"))
+        .replace(r"\p{N}", &format!(r"[\p{{N}}&&[^{UNICODE_16_NUMBERS}]]"))
+}
+
+/// GPT-2's byte → character table: what `ByteLevel` writes each byte of the text as, and so
+/// how byte tokens are spelled in a byte-level vocabulary.
+fn byte_level_chars() -> [char; 256] {
+    let mut chars = ['\0'; 256];
+    let mut next = 256;
+    for (byte, c) in chars.iter_mut().enumerate() {
+        *c = if matches!(byte, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF) {
+            char::from(byte as u8)
+        } else {
+            next += 1;
+            char::from_u32(next - 1).expect("256..324 are chars")
+        };
+    }
+    chars
+}
+
+/// The byte-level characters of the bytes that have no token of their own (SmolLM2 has none
+/// for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D and bytes that never occur in UTF-8). Both
+/// tokenizers drop such a byte, but `tokenizers`' BPE drops it before merging, so its
+/// neighbours merge across the gap (" \x04's" gives "Ġ'" + "s"), while llama.cpp keeps it as a
+/// symbol that nothing merges with (" " + "'" + "s"). Splitting the text around these
+/// characters after `ByteLevel` does what llama.cpp does.
+fn unencodable_bytes(has_token: impl Fn(&str) -> bool) -> Vec<char> {
+    byte_level_chars().into_iter().filter(|c| !has_token(&c.to_string())).collect()
+}
 
 /// Special token ids declared by the file; `None` where a key is absent or is
 /// not a valid token id.
@@ -77,7 +142,7 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, GgufError> {
     let merges = merges(gguf)?;
     let vocab: Vocab =
         tokens.iter().enumerate().map(|(id, t)| (t.to_string(), id as u32)).collect();
-    let split = pre_tokenizer(gguf, pre)?;
+    let split = pre_tokenizer(gguf, pre, |t| vocab.contains_key(t))?;
 
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
@@ -120,29 +185,37 @@ struct TextSplit {
     nfc: bool,
 }
 
-/// The split for `tokenizer.ggml.pre`, as each model's own tokenizer.json does it.
-fn pre_tokenizer(gguf: &GgufFile, pre: &str) -> Result<TextSplit, GgufError> {
-    let byte_level = || ByteLevel::new(false, true, true);
+/// The split for `tokenizer.ggml.pre`, as each model's own tokenizer.json (and llama.cpp)
+/// does it; `has_token` tells which byte-level characters the vocabulary can encode.
+fn pre_tokenizer(
+    gguf: &GgufFile,
+    pre: &str,
+    has_token: impl Fn(&str) -> bool,
+) -> Result<TextSplit, GgufError> {
     let split = |regex: &str| -> Result<PreTokenizerWrapper, GgufError> {
-        let split =
-            Split::new(SplitPattern::Regex(regex.into()), SplitDelimiterBehavior::Isolated, false)
-                .map_err(|e| tok_err(gguf, format!("bad split regex: {e}")))?;
-        Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
+        let pattern = SplitPattern::Regex(llama_cpp_classes(regex));
+        Split::new(pattern, SplitDelimiterBehavior::Isolated, false)
+            .map(Into::into)
+            .map_err(|e| tok_err(gguf, format!("bad split regex: {e}")))
     };
-    let (pre_tokenizer, ignore_merges, nfc): (PreTokenizerWrapper, bool, bool) = match pre {
-        "default" | "gpt2" => (byte_level().into(), false, false),
-        "smollm" => (
-            Sequence::new(vec![Digits::new(true).into(), byte_level().into()]).into(),
-            false,
-            false,
-        ),
+    let (mut steps, ignore_merges, nfc): (Vec<PreTokenizerWrapper>, bool, bool) = match pre {
+        "default" | "gpt2" => (vec![split(GPT2_SPLIT)?], false, false),
+        // SmolLM2's tokenizer.json splits every digit first (`Digits`), as llama.cpp does.
+        "smollm" => (vec![split(r"\p{N}")?, split(GPT2_SPLIT)?], false, false),
         // Llama 3's tokenizer.json (and llama.cpp) look whole words up before merging.
-        "llama-bpe" | "llama3" | "llama-v3" => (split(LLAMA3_SPLIT)?, true, false),
-        "qwen2" | "deepseek-r1-qwen" => (split(QWEN2_SPLIT)?, false, true),
+        "llama-bpe" | "llama3" | "llama-v3" => (vec![split(LLAMA3_SPLIT)?], true, false),
+        "qwen2" | "deepseek-r1-qwen" => (vec![split(QWEN2_SPLIT)?], false, true),
         other => {
             return Err(tok_err(gguf, format!("tokenizer.ggml.pre '{other}' is not supported")))
         }
     };
+    steps.push(ByteLevel::new(false, true, false).into());
+    let unencodable = unencodable_bytes(has_token);
+    if !unencodable.is_empty() {
+        let class: String = unencodable.iter().map(|c| format!(r"\x{{{:X}}}", *c as u32)).collect();
+        steps.push(split(&format!("[{class}]"))?);
+    }
+    let pre_tokenizer: PreTokenizerWrapper = Sequence::new(steps).into();
     Ok(TextSplit { pre_tokenizer, ignore_merges, nfc })
 }
 
@@ -250,7 +323,12 @@ mod tests {
     /// A 12-token byte-level vocabulary: two control tokens, one user-defined
     /// token, and merges that can build "ab", " ab" and "12".
     fn tiny(model: &str, pre: &str) -> Writer {
-        let tokens = [
+        tiny_plus(model, pre, &[])
+    }
+
+    /// [`tiny`] with `extra` tokens after its 12.
+    fn tiny_plus(model: &str, pre: &str, extra: &[String]) -> Writer {
+        let mut tokens: Vec<&str> = vec![
             "<|endoftext|>",
             "<|im_start|>",
             "<think>",
@@ -264,7 +342,9 @@ mod tests {
             "12",
             "!",
         ];
-        let types = [3, 3, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+        tokens.extend(extra.iter().map(String::as_str));
+        let mut types = vec![3, 3, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+        types.resize(tokens.len(), 1);
         let merges = ["a b", "Ġ ab", "1 2"];
         let strs =
             |xs: &[&str]| array_value(8, &xs.iter().map(|s| str_value(s)).collect::<Vec<_>>());
@@ -303,6 +383,46 @@ mod tests {
             GgufSpecialTokens { bos: Some(1), eos: Some(0), pad: None }
         );
         assert_eq!(chat_template_from_gguf(&g).as_deref(), Some("{{ messages }}"));
+    }
+
+    /// The pieces the pre-tokenizer cuts `text` into, as slices of `text`.
+    fn pieces<'a>(tok: &Tokenizer, text: &'a str) -> Vec<&'a str> {
+        use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+        let mut pre = PreTokenizedString::from(text);
+        tok.get_pre_tokenizer().unwrap().pre_tokenize(&mut pre).unwrap();
+        pre.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(_, (start, end), _)| &text[start..end])
+            .collect()
+    }
+
+    #[test]
+    fn codepoints_new_in_unicode_16_are_neither_letters_nor_digits_as_in_llama_cpp() {
+        // Every byte has a token, so pieces are only what the split regexes cut.
+        let bytes: Vec<String> = byte_level_chars().iter().map(|c| c.to_string()).collect();
+        for pre in ["smollm", "gpt2", "qwen2", "llama-bpe"] {
+            let g = open(&tiny_plus("gpt2", pre, &bytes).finish()).unwrap();
+            let tok = tokenizer_from_gguf(&g).unwrap();
+            // U+10D40 is a Garay digit and U+1C89 a Cyrillic letter since Unicode 16.
+            let text = "\u{10D40}'s \u{1C89}\u{1C89}x 0's";
+            let want = ["\u{10D40}'", "s", " \u{1C89}\u{1C89}", "x", " ", "0", "'s"];
+            let want = if pre == "gpt2" {
+                ["\u{10D40}'", "s", " \u{1C89}\u{1C89}", "x", " 0", "'s"].to_vec()
+            } else {
+                want.to_vec()
+            };
+            assert_eq!(pieces(&tok, text), want, "pre {pre}");
+        }
+    }
+
+    #[test]
+    fn bytes_without_a_token_are_not_merged_across() {
+        // "é" is two bytes the tiny vocabulary has no token for: llama.cpp drops them but
+        // does not merge "a" and "b" around them.
+        let tok = tokenizer_from_gguf(&open(&tiny("gpt2", "smollm").finish()).unwrap()).unwrap();
+        assert_eq!(encode(&tok, "ab a\u{e9}b"), [5, 6, 3, 4]);
+        let vocab = tok.get_vocab(false);
+        assert_eq!(unencodable_bytes(|t| vocab.contains_key(t)).len(), 256 - 6);
     }
 
     #[test]
