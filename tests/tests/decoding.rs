@@ -1,68 +1,26 @@
 //! Decoding invariants on the tiny fixtures, each checked against an independent,
-//! uncached implementation written here:
+//! uncached implementation written here or in `opdlm_tests` (shared with `wgpu.rs`):
 //! - block size 1 + static == greedy autoregressive decoding, token for token;
 //! - cached block decoding == uncached block decoding;
 //! - `dynamic(γ ≥ 1)` == static with one token per step;
 //! - a batch of N ragged prompts == N single runs;
 //! - stop-token truncation, and lengths that are not multiples of the block size.
 
-use burn::prelude::*;
-use burn::tensor::{Int, TensorData};
-use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
-use opdlm_model::{load_model, AttentionMode, Layout, Transformer};
-use opdlm_tests::{fixture, TestBackend};
+use opdlm_inference::{generate, CommitRule, DecodeConfig};
+use opdlm_model::{AttentionMode, Transformer};
+use opdlm_tests::{
+    argmax, check_block_one_static_equals_greedy, decode, decoding_prompts as prompts,
+    diffusion_fixture, logits_rows, TestBackend,
+};
 
 type B = TestBackend;
 
-/// Tiny fixtures have no tokenizer; their 96 ids are all "real", so the mask is a new row.
-const FIXTURE_VOCAB: usize = 96;
-
 fn model(name: &str, block: usize, shift: bool) -> Transformer<B> {
-    load_model::<B>(&fixture(name), &Default::default()).unwrap().into_diffusion(
-        FIXTURE_VOCAB,
-        block,
-        shift,
-    )
+    diffusion_fixture(name, block, shift)
 }
 
 fn config(block: usize, steps: usize, max_new: usize, rule: CommitRule) -> DecodeConfig {
     DecodeConfig { steps_per_block: steps, ..DecodeConfig::diffusion(block, max_new, rule) }
-}
-
-fn run(model: &Transformer<B>, prompts: &[Vec<u32>], config: &DecodeConfig) -> Vec<Vec<u32>> {
-    generate(model, prompts, config, |_| {}).unwrap().rows.into_iter().map(|r| r.tokens).collect()
-}
-
-fn logits_rows(model: &Transformer<B>, seq: &[u32], mode: AttentionMode) -> Vec<Vec<f32>> {
-    let device = Default::default();
-    let ids: Vec<i64> = seq.iter().map(|&t| t as i64).collect();
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, seq.len()]), &device);
-    let logits = model.forward(tokens, &Layout::contiguous(mode, 1, 0, seq.len(), &device));
-    let vocab = logits.dims()[2];
-    let flat: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap();
-    flat.chunks(vocab).map(|c| c.to_vec()).collect()
-}
-
-/// Argmax excluding the mask id; ties go to the lowest id (as the sampler's top-k does).
-fn argmax(row: &[f32], mask_id: u32) -> (u32, f32) {
-    let mut best = (0u32, f32::NEG_INFINITY);
-    for (i, &v) in row.iter().enumerate() {
-        if i as u32 != mask_id && v > best.1 {
-            best = (i as u32, v);
-        }
-    }
-    best
-}
-
-/// Reference greedy AR decoding: full uncached causal pass per token.
-fn uncached_ar(model: &Transformer<B>, prompt: &[u32], max_new: usize) -> Vec<u32> {
-    let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
-    let mut seq = prompt.to_vec();
-    for _ in 0..max_new {
-        let rows = logits_rows(model, &seq, AttentionMode::Causal);
-        seq.push(argmax(rows.last().unwrap(), mask_id).0);
-    }
-    seq[prompt.len()..].to_vec()
 }
 
 /// Reference block decoding: uncached block-causal passes over the whole sequence, static
@@ -112,29 +70,9 @@ fn uncached_block_static(
     seq[prompt.len()..].to_vec()
 }
 
-fn prompts() -> Vec<Vec<u32>> {
-    vec![vec![5, 17, 33, 2, 71], vec![9, 1, 44, 60, 23, 8, 90], vec![40, 41, 42, 43, 44, 45]]
-}
-
 #[test]
 fn block_size_one_static_equals_greedy_autoregressive_decoding() {
-    for name in ["tiny-llama", "tiny-qwen2"] {
-        let m = model(name, 1, true);
-        for prompt in prompts() {
-            let want = uncached_ar(&m, &prompt, 9);
-            let block1 =
-                run(&m, std::slice::from_ref(&prompt), &config(1, 1, 9, CommitRule::Static))
-                    .remove(0);
-            let ar = run(
-                &m,
-                std::slice::from_ref(&prompt),
-                &DecodeConfig::autoregressive(9, SamplingConfig::GREEDY, vec![], 0),
-            )
-            .remove(0);
-            assert_eq!(block1, want, "{name}: block-1 static vs uncached AR");
-            assert_eq!(ar, want, "{name}: AR decoder vs uncached AR");
-        }
-    }
+    check_block_one_static_equals_greedy::<B>();
 }
 
 #[test]
@@ -145,7 +83,7 @@ fn cached_block_decoding_equals_uncached_block_decoding() {
             for prompt in prompts() {
                 // 10 new tokens: not a multiple of either block size with these prompts.
                 let want = uncached_block_static(&m, &prompt, block, 10, shift);
-                let got = run(
+                let got = decode(
                     &m,
                     std::slice::from_ref(&prompt),
                     &config(block, block, 10, CommitRule::Static),
@@ -162,8 +100,8 @@ fn cached_block_decoding_equals_uncached_block_decoding() {
 fn dynamic_with_threshold_one_equals_static_one_token_per_step() {
     let m = model("tiny-llama", 4, false);
     for prompt in prompts() {
-        let stat = run(&m, std::slice::from_ref(&prompt), &config(4, 4, 11, CommitRule::Static));
-        let dynamic = run(
+        let stat = decode(&m, std::slice::from_ref(&prompt), &config(4, 4, 11, CommitRule::Static));
+        let dynamic = decode(
             &m,
             std::slice::from_ref(&prompt),
             &config(4, 4, 11, CommitRule::Dynamic { threshold: 1.0 }),
@@ -181,9 +119,9 @@ fn batch_of_ragged_prompts_equals_single_runs() {
     ] {
         let m = model("tiny-llama", block, false);
         let cfg = config(block, block, 9, rule);
-        let batch = run(&m, &prompts(), &cfg);
+        let batch = decode(&m, &prompts(), &cfg);
         for (i, prompt) in prompts().into_iter().enumerate() {
-            assert_eq!(batch[i], run(&m, &[prompt], &cfg).remove(0), "block {block} row {i}");
+            assert_eq!(batch[i], decode(&m, &[prompt], &cfg).remove(0), "block {block} row {i}");
         }
     }
 }
@@ -192,7 +130,7 @@ fn batch_of_ragged_prompts_equals_single_runs() {
 fn generation_stops_at_the_first_stop_token_and_drops_the_rest() {
     let m = model("tiny-qwen2", 4, false);
     let cfg = config(4, 4, 12, CommitRule::Static);
-    let free = run(&m, &prompts(), &cfg);
+    let free = decode(&m, &prompts(), &cfg);
     // Use a token that appears in the middle of the first row's output as "EOS".
     let stop = free[0][5];
     let first = free[0].iter().position(|&t| t == stop).unwrap();
