@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
-use opdlm_model::{AttentionMode, CacheUse, KvCache, Layout, Transformer};
+use opdlm_model::{AttentionMode, CacheUse, KvCache, Layout, TokenExclusion, Transformer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -247,6 +247,8 @@ struct DecodeState<'a, B: Backend> {
     outputs: Vec<Option<RowOutput>>,
     /// Length of the slot grid.
     total: usize,
+    /// The mask token, never a prediction (built once, applied at every step).
+    excluded: TokenExclusion<B>,
     cache: KvCache<B>,
     stats: DecodeStats,
     /// Hidden state of the slot just before the active block (shifted logits only).
@@ -277,12 +279,15 @@ impl<'a, B: Backend> DecodeState<'a, B> {
             .collect();
         let block_start = live.iter().map(|r| r.gen_start).min().unwrap_or(0) / config.block_size
             * config.block_size;
+        let excluded =
+            TokenExclusion::new(model_config.vocab_size, &[diffusion.mask_token_id], &device);
         Ok(Self {
             config,
             mask_id: diffusion.mask_token_id,
             shift: config.shift_logits.unwrap_or(diffusion.shift_logits),
             device,
             total: live.iter().map(|r| r.end).max().unwrap_or(0),
+            excluded,
             outputs: (0..prompts.len()).map(|_| None).collect(),
             live,
             rngs,
@@ -321,7 +326,7 @@ impl<'a, B: Backend> DecodeState<'a, B> {
         let logits = model.lm_head(predictions.hidden.unsqueeze::<3>()).squeeze_dim::<2>(0);
         let choices = choose(
             logits,
-            &[self.mask_id],
+            &self.excluded,
             &self.config.sampling,
             &predictions.owners,
             &mut self.rngs,

@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::IndexingUpdateOp;
-use opdlm_model::{exclude_tokens, NEVER_LOGIT};
+use opdlm_model::{TokenExclusion, NEVER_LOGIT};
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -63,12 +63,12 @@ pub struct Choice {
 
 /// Chooses a token for every row of `logits` (`[slots, vocab]`). The `excluded` ids (the
 /// mask token, which is never a prediction) get probability exactly 0 first, through the
-/// same [`exclude_tokens`] the training loss uses. Row `i` draws
+/// same exclusion the training loss uses (`opdlm_model::exclude_tokens`). Row `i` draws
 /// from `rngs[owners[i]]`, one generator per sequence, so that a sequence's draws do not
 /// depend on the other sequences in the batch.
 pub fn choose<B: Backend>(
     logits: Tensor<B, 2>,
-    excluded: &[u32],
+    excluded: &TokenExclusion<B>,
     config: &SamplingConfig,
     owners: &[usize],
     rngs: &mut [StdRng],
@@ -77,7 +77,7 @@ pub fn choose<B: Backend>(
     if slots == 0 {
         return vec![];
     }
-    let log_probs = log_softmax(exclude_tokens(logits, vocab, excluded), 1);
+    let log_probs = log_softmax(excluded.apply(logits), 1);
     let probs = log_probs.clone().exp();
     let entropy = (probs.clone() * log_probs.clone().clamp_min(-1e30)).sum_dim(1).neg();
     // Two max passes instead of `topk`, which sorts the whole vocabulary of every slot.
@@ -177,7 +177,13 @@ mod tests {
     fn greedy_picks_argmax_and_reports_untempered_probability() {
         let l = logits(&[[0.0, 2.0, 1.0, 0.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let c = choose(l, &[], &SamplingConfig::GREEDY, &[0], std::slice::from_mut(&mut rng))[0];
+        let c = choose(
+            l,
+            &TokenExclusion::new(4, &[], &Default::default()),
+            &SamplingConfig::GREEDY,
+            &[0],
+            std::slice::from_mut(&mut rng),
+        )[0];
         let z: f32 = [0.0f32, 2.0, 1.0, 0.0].iter().map(|x| x.exp()).sum();
         assert_eq!(c.token, 1);
         assert!((c.confidence - 2f32.exp() / z).abs() < 1e-6);
@@ -188,7 +194,13 @@ mod tests {
     fn greedy_rows_are_independent_and_a_tie_has_zero_margin() {
         let l = logits(&[[0.0, 3.0, 0.0, 3.0], [1.0, 0.0, 4.0, 2.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let c = choose(l, &[], &SamplingConfig::GREEDY, &[0, 0], std::slice::from_mut(&mut rng));
+        let c = choose(
+            l,
+            &TokenExclusion::new(4, &[], &Default::default()),
+            &SamplingConfig::GREEDY,
+            &[0, 0],
+            std::slice::from_mut(&mut rng),
+        );
         // A tie goes to the lowest id (as `torch.argmax`), and nothing separates the two best.
         assert_eq!(c[0].token, 1);
         assert_eq!(c[0].margin, 0.0);
@@ -201,11 +213,11 @@ mod tests {
     fn forbidden_token_is_never_chosen_even_if_most_likely() {
         let l = logits(&[[9.0, 1.0, 0.0, 0.0]]);
         let mut rng = StdRng::seed_from_u64(0);
-        let forbidden = [0];
+        let forbidden = TokenExclusion::<B>::new(4, &[0], &Default::default());
         assert_eq!(
             choose(
                 l.clone(),
-                &forbidden[..],
+                &forbidden,
                 &SamplingConfig::GREEDY,
                 &[0],
                 std::slice::from_mut(&mut rng)
@@ -216,8 +228,7 @@ mod tests {
         let hot = SamplingConfig { temperature: 5.0, top_k: 0, top_p: 1.0 };
         for _ in 0..50 {
             assert_ne!(
-                choose(l.clone(), &forbidden[..], &hot, &[0], std::slice::from_mut(&mut rng))[0]
-                    .token,
+                choose(l.clone(), &forbidden, &hot, &[0], std::slice::from_mut(&mut rng))[0].token,
                 0
             );
         }

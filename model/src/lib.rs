@@ -21,7 +21,7 @@ pub mod transformer;
 pub use cache::{CacheUse, KvCache};
 pub use config::{Architecture, DiffusionConfig, ModelConfig, DEFAULT_BLOCK_SIZE};
 pub use load::{load_model, load_pretrained, load_tokenizer, LoadError, Pretrained};
-pub use logits::{exclude_tokens, NEVER_LOGIT};
+pub use logits::{exclude_tokens, TokenExclusion, NEVER_LOGIT};
 pub use mask::{AttentionMode, Layout};
 pub use token_ids::{padded_token_ids, token_ids};
 pub use tokenizer::{stop_tokens, ChatMessage, TextTokenizer};

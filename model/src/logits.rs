@@ -19,24 +19,58 @@ pub fn exclude_tokens<B: Backend>(
     vocab: usize,
     excluded: &[u32],
 ) -> Tensor<B, 2> {
-    let [n, width] = logits.dims();
-    assert!(width <= vocab, "logits have {width} columns, more than the vocabulary's {vocab}");
-    let device = logits.device();
-    let logits = if width < vocab {
-        Tensor::cat(vec![logits, Tensor::full([n, vocab - width], NEVER_LOGIT, &device)], 1)
-    } else {
-        logits
-    };
-    if excluded.is_empty() {
-        return logits;
+    TokenExclusion::new(vocab, excluded, &logits.device()).apply(logits)
+}
+
+/// [`exclude_tokens`] with its mask built once: a decoding loop applies it at every
+/// denoising step without rebuilding and uploading a vocabulary-sized row each time.
+#[derive(Debug, Clone)]
+pub struct TokenExclusion<B: Backend> {
+    vocab: usize,
+    /// `[vocab]`, true at the excluded ids (`None`: nothing excluded).
+    never: Option<Tensor<B, 1, Bool>>,
+}
+
+impl<B: Backend> TokenExclusion<B> {
+    /// Excludes `excluded` from a vocabulary of `vocab` ids.
+    ///
+    /// Panics when an excluded id is `≥ vocab`.
+    pub fn new(vocab: usize, excluded: &[u32], device: &B::Device) -> Self {
+        if excluded.is_empty() {
+            return Self { vocab, never: None };
+        }
+        let mut never = vec![false; vocab];
+        for &id in excluded {
+            assert!(
+                (id as usize) < vocab,
+                "excluded token {id} is outside the vocabulary ({vocab})"
+            );
+            never[id as usize] = true;
+        }
+        let never = Tensor::<B, 1, Bool>::from_data(TensorData::new(never, [vocab]), device);
+        Self { vocab, never: Some(never) }
     }
-    let mut never = vec![false; vocab];
-    for &id in excluded {
-        assert!((id as usize) < vocab, "excluded token {id} is outside the vocabulary ({vocab})");
-        never[id as usize] = true;
+
+    /// `logits` widened to the vocabulary, excluded ids at [`NEVER_LOGIT`].
+    ///
+    /// Panics when `logits` has more columns than the vocabulary.
+    pub fn apply(&self, logits: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [n, width] = logits.dims();
+        let vocab = self.vocab;
+        assert!(width <= vocab, "logits have {width} columns, more than the vocabulary's {vocab}");
+        let logits = if width < vocab {
+            let device = logits.device();
+            Tensor::cat(vec![logits, Tensor::full([n, vocab - width], NEVER_LOGIT, &device)], 1)
+        } else {
+            logits
+        };
+        match &self.never {
+            Some(never) => {
+                logits.mask_fill(never.clone().unsqueeze::<2>().expand([n, vocab]), NEVER_LOGIT)
+            }
+            None => logits,
+        }
     }
-    let never = Tensor::<B, 1, Bool>::from_data(TensorData::new(never, [vocab]), &device);
-    logits.mask_fill(never.unsqueeze::<2>().expand([n, vocab]), NEVER_LOGIT)
 }
 
 #[cfg(test)]

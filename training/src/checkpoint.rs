@@ -184,7 +184,6 @@ fn write_hashed(
 ) -> std::io::Result<ManifestFile> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut digest = None;
-    let hook = before_rename.map(|hook| move |tmp: &Path| hook(tmp));
     write_file_atomically(
         path,
         |inner| {
@@ -194,7 +193,7 @@ fn write_hashed(
             digest = Some((out.bytes, hex(&out.hasher.finalize())));
             Ok(())
         },
-        hook.as_ref().map(|h| h as &dyn Fn(&Path)),
+        before_rename.as_ref().map(|hook| hook as &dyn Fn(&Path)),
     )?;
     let (bytes, sha256) = digest.expect("written");
     Ok(ManifestFile { name, bytes, sha256 })
