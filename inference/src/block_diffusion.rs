@@ -166,6 +166,9 @@ struct Row {
     /// One past the row's last slot: `gen_start + max_new_tokens`, or just past its stop
     /// token once it stopped.
     end: usize,
+    /// One past the last slot the sampler filled: `end`, or the end of the stop token's
+    /// block (slots after the stop token were denoised with the rest of their block).
+    filled_end: usize,
     /// Every slot of the grid: void, a fixed token (prompt or committed) or masked.
     slots: Vec<Slot>,
     /// Per slot, the row-local denoising step that unmasked it.
@@ -200,10 +203,10 @@ impl Row {
     }
 
     fn into_output(self) -> RowOutput {
-        let range = self.gen_start..self.end;
         RowOutput {
-            tokens: range.clone().map(|s| self.token(s)).collect(),
-            first_unmask_step: self.unmask_step[range].to_vec(),
+            tokens: (self.gen_start..self.end).map(|s| self.token(s)).collect(),
+            after_stop: (self.end..self.filled_end).map(|s| self.token(s)).collect(),
+            first_unmask_step: self.unmask_step[self.gen_start..self.filled_end].to_vec(),
             stopped: self.stopped,
             steps: self.steps,
             forwards: self.forwards,
@@ -451,6 +454,7 @@ impl<'a, B: Backend> DecodeState<'a, B> {
             let stop = generated.clone().find(
                 |&s| matches!(row.slots[s], Slot::Fixed(t) if self.config.stop_tokens.contains(&t)),
             );
+            row.filled_end = row.end.min(block.end);
             if let Some(stop) = stop {
                 row.stopped = true;
                 row.end = stop + 1;
@@ -552,6 +556,7 @@ fn layout_rows(
                 left_pad,
                 gen_start,
                 end,
+                filled_end: end,
                 slots,
                 unmask_step: vec![0; total],
                 steps: 0,

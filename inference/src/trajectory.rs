@@ -19,7 +19,13 @@ pub struct VisitedState {
 pub struct RowOutput {
     /// Generated tokens, ending with the stop token when one was produced.
     pub tokens: Vec<u32>,
-    /// For `tokens[j]`, the row-local denoising step at which it was unmasked.
+    /// The slots after the stop token in its block, as the sampler filled them. They are
+    /// not part of the answer, but the model saw them (masked, then drawn) in every state of
+    /// that block, so training must show them too. Empty unless the row stopped before the
+    /// end of a block.
+    pub after_stop: Vec<u32>,
+    /// Per slot of the trajectory (`tokens`, then `after_stop`), the row-local denoising
+    /// step at which it was unmasked.
     pub first_unmask_step: Vec<usize>,
     /// Whether generation ended on a stop token (rather than the length limit).
     pub stopped: bool,
@@ -32,6 +38,12 @@ pub struct RowOutput {
 }
 
 impl RowOutput {
+    /// Every slot the sampler filled: `tokens`, then `after_stop` (aligned with
+    /// `first_unmask_step`).
+    pub fn trajectory(&self) -> Vec<u32> {
+        self.tokens.iter().chain(&self.after_stop).copied().collect()
+    }
+
     /// Tokens without the final stop token.
     pub fn text_tokens(&self) -> &[u32] {
         match self.stopped {

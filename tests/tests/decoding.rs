@@ -3,7 +3,8 @@
 //! - block size 1 + static == greedy autoregressive decoding, token for token;
 //! - cached block decoding == uncached block decoding;
 //! - `dynamic(γ ≥ 1)` == static with one token per step;
-//! - a batch of N ragged prompts == N single runs;
+//! - a batch of N ragged prompts == N single runs, also with rows left-padded at block
+//!   sizes 2 and 4, sampling and stop tokens;
 //! - stop-token truncation, and lengths that are not multiples of the block size.
 
 use opdlm_inference::{generate, CommitRule, DecodeConfig};
@@ -126,6 +127,40 @@ fn batch_of_ragged_prompts_equals_single_runs() {
     }
 }
 
+/// Rows left-padded by whole blocks (prompts of 3, 9 and 14 tokens at blocks of 2 and 4),
+/// sampled at temperature 1 with stop tokens: each row of the batch is the single run of
+/// its prompt with the same seed, to the token, the unmask step and the slots after the
+/// stop token.
+#[test]
+fn left_padded_batch_with_sampling_and_stop_tokens_equals_single_runs() {
+    let prompts: Vec<Vec<u32>> =
+        vec![vec![5, 17, 33], vec![9, 1, 44, 60, 23, 8, 90, 3, 7], (40..54).collect()];
+    let mut stopped_mid_block = 0;
+    for block in [2, 4] {
+        let m = model("tiny-llama", block, false);
+        let cfg = DecodeConfig {
+            sampling: opdlm_inference::SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
+            stop_tokens: (0..8).collect(),
+            seed: 7,
+            ..config(block, block, 12, CommitRule::Dynamic { threshold: 0.3 })
+        };
+        let batch = generate(&m, &prompts, &cfg, |_| {}).unwrap().rows;
+        for (i, prompt) in prompts.iter().enumerate() {
+            // Row i of a batch draws from seed + i, as the single run of seed + i does.
+            let single_cfg = DecodeConfig { seed: cfg.seed + i as u64, ..cfg.clone() };
+            let single = generate(&m, std::slice::from_ref(prompt), &single_cfg, |_| {}).unwrap();
+            let (got, want) = (&batch[i], &single.rows[0]);
+            let what = format!("block {block} row {i}");
+            assert_eq!(got.tokens, want.tokens, "{what}: tokens");
+            assert_eq!(got.after_stop, want.after_stop, "{what}: slots after the stop token");
+            assert_eq!(got.first_unmask_step, want.first_unmask_step, "{what}: unmask steps");
+            assert_eq!((got.stopped, got.steps), (want.stopped, want.steps), "{what}");
+            stopped_mid_block += usize::from(!got.after_stop.is_empty());
+        }
+    }
+    assert!(stopped_mid_block > 0, "no row stopped inside a block");
+}
+
 #[test]
 fn generation_stops_at_the_first_stop_token_and_drops_the_rest() {
     let m = model("tiny-qwen2", 4, false);
@@ -140,6 +175,11 @@ fn generation_stops_at_the_first_stop_token_and_drops_the_rest() {
     assert!(row.stopped);
     assert_eq!(row.tokens, free[0][..=first].to_vec());
     assert_eq!(row.text_tokens(), &free[0][..first]);
+    // The rest of the stop token's block was denoised all the same: kept as `after_stop`.
+    let prompt_len = prompts()[0].len();
+    let block_end = ((prompt_len + first) / 4 + 1) * 4 - prompt_len;
+    assert_eq!(row.after_stop, free[0][first + 1..block_end.min(12)].to_vec());
+    assert_eq!(row.first_unmask_step.len(), block_end.min(12));
     for (i, out) in stopped.rows.iter().enumerate().skip(1) {
         let cut = free[i].iter().position(|&t| t == stop).map_or(free[i].len(), |p| p + 1);
         assert_eq!(out.tokens, free[i][..cut].to_vec(), "row {i}");

@@ -1,5 +1,6 @@
 //! Training properties on the tiny Llama fixture:
-//! - every state trained on is a state the sampler visited (both selection rules);
+//! - every state trained on is a state the sampler visited (both selection rules, stop
+//!   tokens, slots after them, left-padded rows, blocks of 2 and 4);
 //! - OPDLM's loss goes down over a fixed seed;
 //! - a run resumed from a checkpoint continues with exactly the losses of the
 //!   uninterrupted run, and its exported model decodes;
@@ -7,73 +8,118 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
+use opdlm_inference::{generate, CommitRule, DecodeConfig, RowOutput, SamplingConfig};
 use opdlm_model::{load_model, Transformer};
 use opdlm_tests::{
     logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend,
 };
 use opdlm_training::{load_checkpoint_student, train};
-use opdlm_training::{response_blocks, select_masked, StateSelection};
+use opdlm_training::{student_noisy_inputs, Divergence, Example, Loss, Objective, StateSelection};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 type B = TestBackend;
 
+/// What the visited-states test met, so that it cannot pass without its hard cases.
+#[derive(Default, Debug)]
+struct Coverage {
+    /// Blocks with a masked slot, each found among the sampler's visited states.
+    states: usize,
+    /// ... of which the stop token was still masked.
+    masked_stops: usize,
+    /// ... of which held slots after the stop token.
+    after_stop: usize,
+    /// ... of which began inside the prompt (a partly filled prompt block).
+    prompt_blocks: usize,
+}
+
+/// Every block of every training `x_t`, read back from the packed batch the student is fed
+/// (`Loss::example` → `student_noisy_inputs`, the production path), is a state the
+/// sampler fed the model, token for token: stop tokens still masked, the slots after the
+/// stop token, partly filled prompt blocks and left-padded rows included. Blocks of 2 and
+/// 4, both selection rules, temperature 1.
 #[test]
 fn training_states_are_states_the_sampler_visited() {
-    let block = 4;
-    let model = load_model::<B>(&tiny_model_dir("tiny-llama", "states"), &Default::default())
-        .unwrap()
-        .into_diffusion(96, block, false);
-    let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
-    let prompts = vec![
-        vec![5, 17, 33, 2, 71],
-        vec![9, 1, 44, 60, 23, 8, 90],
-        vec![40, 41, 42, 43, 44, 45, 46, 47],
-    ];
-    let config = DecodeConfig {
-        sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
-        seed: 11,
-        record_states: true,
-        ..DecodeConfig::diffusion(block, 13, CommitRule::Dynamic { threshold: 0.3 })
-    };
-    let out = generate(&model, &prompts, &config, |_| {}).unwrap();
-    let mut rng = StdRng::seed_from_u64(5);
-    let mut checked = 0;
-    for (row, prompt) in out.rows.iter().zip(&prompts) {
-        let p = prompt.len();
-        for rule in [StateSelection::PerBlock, StateSelection::Trajectory] {
-            for _ in 0..20 {
-                let masked = select_masked(rule, &row.first_unmask_step, p, block, &mut rng);
-                for (start, end) in response_blocks(p, row.tokens.len(), block) {
-                    if !masked[start..end].contains(&true) {
-                        continue;
-                    }
-                    // x_t of this block as the training layout builds it: prompt tail, then
-                    // the response slots with the selected ones masked.
-                    let block_start = (p + start) / block * block;
-                    let mut tokens: Vec<u32> = prompt[block_start.min(p)..].to_vec();
-                    tokens.extend((start..end).map(|j| {
-                        if masked[j] {
-                            mask_id
-                        } else {
-                            row.tokens[j]
-                        }
-                    }));
-                    let visited = row
-                        .states
+    let mut seen = Coverage::default();
+    // Lengths 3, 9 and 14 differ by at least 4, so rows are left-padded at both block
+    // sizes; 3 and 9 are odd, so their prompt blocks are partly filled at both.
+    let prompts: Vec<Vec<u32>> =
+        vec![vec![5, 17, 33], vec![9, 1, 44, 60, 23, 8, 90, 3, 7], (40..54).collect()];
+    for block in [2, 4] {
+        let model = load_model::<B>(&tiny_model_dir("tiny-llama", "states"), &Default::default())
+            .unwrap()
+            .into_diffusion(96, block, false);
+        let mask_id = model.config().diffusion.as_ref().unwrap().mask_token_id;
+        for seed in 0..4 {
+            let config = DecodeConfig {
+                sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
+                // One id in eight stops a row: most rows stop, often mid-block.
+                stop_tokens: (0..12).collect(),
+                seed,
+                record_states: true,
+                ..DecodeConfig::diffusion(block, 16, CommitRule::Dynamic { threshold: 0.3 })
+            };
+            let rows = generate(&model, &prompts, &config, |_| {}).unwrap().rows;
+            for rule in [StateSelection::PerBlock, StateSelection::Trajectory] {
+                let loss = Loss::new(Objective::Opdlm, rule, Divergence::ForwardKl, None);
+                let mut rng = StdRng::seed_from_u64(seed);
+                for _ in 0..10 {
+                    let examples: Vec<Example> = prompts
                         .iter()
-                        .any(|s| s.block_start == block_start && s.tokens == tokens);
-                    assert!(
-                        visited,
-                        "{rule:?}: state {tokens:?} at {block_start} was never fed to the model"
-                    );
-                    checked += 1;
+                        .zip(&rows)
+                        .map(|(prompt, row)| loss.example(prompt, row.clone(), block, &mut rng))
+                        .collect();
+                    let inputs = student_noisy_inputs(&examples, block, mask_id);
+                    for ((prompt, row), input) in prompts.iter().zip(&rows).zip(inputs) {
+                        let Some(input) = input else { continue };
+                        check_blocks(prompt, row, &input, block, mask_id, &mut seen);
+                    }
                 }
             }
         }
     }
-    assert!(checked > 100, "checked {checked} states");
+    println!("{seen:?}");
+    assert!(seen.states > 200, "{seen:?}");
+    assert!(seen.masked_stops > 10 && seen.after_stop > 10 && seen.prompt_blocks > 10, "{seen:?}");
+}
+
+/// Checks the student's `x_t` input of one example (from the block boundary at or before
+/// the prompt's end) block by block against the sampler's record of `row`.
+fn check_blocks(
+    prompt: &[u32],
+    row: &RowOutput,
+    input: &[u32],
+    block: usize,
+    mask_id: u32,
+    seen: &mut Coverage,
+) {
+    let p = prompt.len();
+    let start = p / block * block;
+    let sampled: Vec<u32> = prompt[start..].iter().copied().chain(row.trajectory()).collect();
+    assert_eq!(input.len(), sampled.len(), "x_t covers the prompt tail and every filled slot");
+    for (k, chunk) in input.chunks(block).enumerate() {
+        let block_start = start + k * block;
+        for (i, (&got, &want)) in chunk.iter().zip(&sampled[k * block..]).enumerate() {
+            assert!(
+                got == want || got == mask_id,
+                "slot {} is neither x0 nor masked",
+                k * block + i
+            );
+        }
+        if !chunk.contains(&mask_id) {
+            continue;
+        }
+        let visited = row.states.iter().any(|s| s.block_start == block_start && s.tokens == chunk);
+        assert!(visited, "state {chunk:?} at {block_start} was never fed to the model");
+        seen.states += 1;
+        let slots = block_start..block_start + chunk.len();
+        let stop = p + row.tokens.len() - 1;
+        if row.stopped && slots.contains(&stop) && chunk[stop - block_start] == mask_id {
+            seen.masked_stops += 1;
+        }
+        seen.after_stop += usize::from(row.stopped && slots.contains(&(stop + 1)));
+        seen.prompt_blocks += usize::from(block_start < p);
+    }
 }
 
 #[test]

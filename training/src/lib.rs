@@ -40,11 +40,13 @@ pub use data::{PromptBatch, PromptError, PromptItem};
 pub use error::TrainError;
 pub use faults::{BeforeRename, FaultInjection};
 pub use guard::NumericGuard;
-pub use loss::{BatchLoss, Divergence, Example, Loss, Objective, ResponseSource, Targets};
+pub use loss::{
+    student_noisy_inputs, BatchLoss, Divergence, Example, Loss, Objective, ResponseSource, Targets,
+};
 pub use metrics::read_log;
 pub use rollout::{make_examples, RolloutError, RolloutSettings, RolloutStats};
 pub use schedule::WarmupCosine;
-pub use state::{random_mask, response_blocks, select_masked, StateSelection};
+pub use state::{random_mask, response_blocks, select_masked, MaskingSchedule, StateSelection};
 pub use step::{Distiller, StepOutput, StepSettings};
 pub use student::{initial_student, InitialStudent};
 pub use trainer::{optimizer, train, TrainSummary};

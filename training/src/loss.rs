@@ -26,7 +26,7 @@ use opdlm_model::{exclude_tokens, padded_token_ids, AttentionMode, Layout, Trans
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{random_mask, select_masked, StateSelection};
+use crate::state::{random_mask, select_masked, MaskingSchedule, StateSelection};
 
 #[cfg(doc)]
 use opdlm_model::NEVER_LOGIT;
@@ -160,9 +160,14 @@ impl Loss {
 
     /// Chooses `x_t` and the per-slot weights for one response `row` of `prompt`.
     ///
-    /// Distillation objectives leave the stop token out of the loss, as the OPDLM loss of
-    /// the reference does. Hard-label objectives (bd3lm, sft) train it, as the BD3LM
-    /// recipe does: without it their students never learn to stop.
+    /// `x_t` covers the whole trajectory (the slots after the stop token in its block
+    /// included) and masks what the chosen state masks, whatever the weights say: the
+    /// student trains on states the sampler visited (OPDLM) or on the forward process
+    /// applied to the same sequence (the random-masking objectives). The weights then pick
+    /// the trained slots among the masked ones: never a slot after the stop token;
+    /// distillation objectives leave the stop token itself out, as the OPDLM loss of the
+    /// reference does, while hard-label objectives (bd3lm, sft) train it, as the BD3LM
+    /// recipe does (without it their students never learn to stop).
     pub fn example(
         &self,
         prompt: &[u32],
@@ -170,24 +175,46 @@ impl Loss {
         block_size: usize,
         rng: &mut StdRng,
     ) -> Example {
-        let (p, r) = (prompt.len(), row.tokens.len());
+        let p = prompt.len();
+        let x0 = row.trajectory();
         let hard_labels = self.objective.hard_labels();
         let (masked, times) = if self.objective.on_policy_states() {
             let masked =
                 select_masked(self.state_selection, &row.first_unmask_step, p, block_size, rng);
-            (masked, vec![1.0; r])
+            (masked, vec![1.0; x0.len()])
         } else {
-            random_mask(p, r, block_size, rng)
+            random_mask(p, x0.len(), block_size, self.masking_schedule(), rng)
         };
+        let r = row.tokens.len();
         let trained = if row.stopped && !hard_labels { r - 1 } else { r };
-        let weights = (0..r)
+        let weights = (0..x0.len())
             .map(|j| match (masked[j] && j < trained, hard_labels) {
                 (false, _) => 0.0,
                 (true, true) => 1.0 / times[j],
                 (true, false) => 1.0,
             })
             .collect();
-        Example { prompt: prompt.to_vec(), response: row.tokens, weights }
+        Example { prompt: prompt.to_vec(), x0, response_len: r, masked, weights }
+    }
+
+    /// How the random-masking objectives draw `x_t`: BD3LM's clipped schedule for the
+    /// hard-label baselines (their recipe), the full `U(0, 1)` range for the distillation
+    /// baselines (paper Eq. 6).
+    pub fn masking_schedule(&self) -> MaskingSchedule {
+        match self.objective.hard_labels() {
+            true => MaskingSchedule::BD3LM_CLIPPED,
+            false => MaskingSchedule::FULL_RANGE,
+        }
+    }
+
+    /// How per-slot losses are reduced to the step's loss: a token mean over the batch
+    /// for the hard-label objectives (the BD3LM recipe: `Σ w·nll / tokens`), otherwise each
+    /// example's weighted mean, then the mean over examples (the OPDLM reference).
+    fn normalisation(&self) -> Normalisation {
+        match self.objective.hard_labels() {
+            true => Normalisation::TokenMean,
+            false => Normalisation::ExampleMean,
+        }
     }
 
     /// The teacher's log-probabilities at the loss slots of every example, in example
@@ -224,9 +251,8 @@ impl Loss {
         Some(log_probs(logits, teacher.config().vocab_size, mask_id).detach())
     }
 
-    /// The step's loss: the mean over examples with loss slots of each example's
-    /// weighted mean per-slot loss, computed with one student pass per distinct prompt
-    /// length. `teacher` holds [`Loss::teacher_targets`] for teacher targets. `None`
+    /// The step's loss, normalised as the objective's recipe does (see [`Normalisation`]),
+    /// computed with one student pass per distinct prompt length. `teacher` holds [`Loss::teacher_targets`] for teacher targets. `None`
     /// when no example has a loss slot.
     pub fn batch_loss<B: Backend>(
         &self,
@@ -241,7 +267,16 @@ impl Loss {
             return None;
         }
         let device = student.devices()[0].clone();
-        let packed = PackedBatch::new(&used, block_size, mask_id);
+        let packed = match self.normalisation() {
+            Normalisation::ExampleMean => PackedBatch::new(&used, block_size, mask_id, |e, j| {
+                let total: f32 = e.weights.iter().sum();
+                e.weights[j] / (total * used.len() as f32)
+            }),
+            Normalisation::TokenMean => {
+                let tokens: usize = examples.iter().map(|e| e.response_len).sum();
+                PackedBatch::new(&used, block_size, mask_id, |e, j| e.weights[j] / tokens as f32)
+            }
+        };
         let student_rows: Vec<Tensor<B, 2>> = packed
             .groups
             .iter()
@@ -279,32 +314,40 @@ pub struct BatchLoss<B: Backend> {
     pub slots: usize,
 }
 
-/// One training example: a prompt, a terminal response `x0`, and per-slot loss weights
-/// that also say which slots the state `x_t` masks.
+/// One training example: a prompt, the terminal sequence `x0`, the state `x_t` (which
+/// slots it masks) and the per-slot loss weights. The mask and the weights are separate
+/// decisions: a masked slot may carry no loss (the stop token under distillation, the
+/// slots after it), but it is masked all the same, because the sampler had it masked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
     /// The prompt's token ids.
     pub prompt: Vec<u32>,
-    /// The terminal sequence `x0` (response part), stop token included when produced.
-    pub response: Vec<u32>,
-    /// Loss weight per response slot: 0 where the slot is not trained (unmasked in
-    /// `x_t`, or the stop token), `w(t)` elsewhere.
+    /// The terminal sequence `x0` as the sampler left it: the response (stop token
+    /// included when produced), then the slots after the stop token in its block.
+    pub x0: Vec<u32>,
+    /// Length of the response within `x0` (the rest are the slots after the stop token).
+    pub response_len: usize,
+    /// Per slot of `x0`: masked in `x_t`.
+    pub masked: Vec<bool>,
+    /// Loss weight per slot of `x0`: `w(t)` on trained slots, 0 elsewhere (always 0 where
+    /// `x_t` is not masked).
     pub weights: Vec<f32>,
 }
 
 impl Example {
-    /// `x_t`: the response with every weighted slot replaced by the mask token.
+    /// The response part of `x0` (stop token included when produced).
+    pub fn response(&self) -> &[u32] {
+        &self.x0[..self.response_len]
+    }
+
+    /// `x_t`: `x0` with every masked slot replaced by the mask token.
     pub fn noisy_response(&self, mask_id: u32) -> Vec<u32> {
-        self.response
-            .iter()
-            .zip(&self.weights)
-            .map(|(&t, &w)| if w > 0.0 { mask_id } else { t })
-            .collect()
+        self.x0.iter().zip(&self.masked).map(|(&t, &m)| if m { mask_id } else { t }).collect()
     }
 
     /// Response slots that carry loss.
     pub fn loss_slots(&self) -> Vec<usize> {
-        (0..self.response.len()).filter(|&j| self.weights[j] > 0.0).collect()
+        (0..self.x0.len()).filter(|&j| self.weights[j] > 0.0).collect()
     }
 
     /// Whether any slot carries loss (examples without are left out of the mean).
@@ -314,15 +357,48 @@ impl Example {
 
     /// Tokens this example puts through training (prompt and response).
     pub fn tokens(&self) -> usize {
-        self.prompt.len() + self.response.len()
+        self.prompt.len() + self.response_len
     }
 
-    /// The teacher's causal input `[prompt | x0[..r-1]]`: position `p + j − 1` predicts
-    /// response slot `j`.
+    /// The teacher's causal input `[prompt | response[..r-1]]`: position `p + j − 1`
+    /// predicts response slot `j`.
     fn teacher_input(&self) -> Vec<u32> {
-        let r = self.response.len();
-        self.prompt.iter().chain(&self.response[..r - 1]).copied().collect()
+        let r = self.response_len;
+        self.prompt.iter().chain(&self.x0[..r - 1]).copied().collect()
     }
+}
+
+/// How a batch's per-slot losses become one number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Normalisation {
+    /// Each example's weighted mean `Σ w·ℓ / Σ w`, then the mean over examples.
+    ExampleMean,
+    /// `Σ w·ℓ` over the batch divided by the batch's response tokens (masked or not).
+    TokenMean,
+}
+
+/// The `x_t` segment of each example as the student receives it, read back from the
+/// packed batch that [`Loss::batch_loss`] feeds the student: from the block boundary at or
+/// before the prompt's end to the end of `x0`, padding removed. `None` for an example
+/// without loss slots (it is not packed). For tests that compare training states with the
+/// sampler's visited states through the production path.
+pub fn student_noisy_inputs(
+    examples: &[Example],
+    block_size: usize,
+    mask_id: u32,
+) -> Vec<Option<Vec<u32>>> {
+    let used: Vec<&Example> = examples.iter().filter(|e| e.has_loss()).collect();
+    let packed = PackedBatch::new(&used, block_size, mask_id, |_, _| 0.0);
+    let mut inputs: Vec<Option<Vec<u32>>> = vec![None; examples.len()];
+    let positions: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].has_loss()).collect();
+    for group in &packed.groups {
+        let len = group.void.len() / group.sequences.len();
+        for (g, &u) in group.members.iter().enumerate() {
+            let visible = (0..len).filter(|&k| !group.void[g * len + k] && k >= group.noisy_from());
+            inputs[positions[u]] = Some(visible.map(|k| group.sequences[g][k]).collect());
+        }
+    }
+    inputs
 }
 
 /// A batch packed for the student: one [`PackedGroup`] per distinct prompt length, and per
@@ -332,17 +408,20 @@ struct PackedBatch {
     /// Row of each slot's target among the teacher targets (which come in example order).
     teacher_order: Vec<i64>,
     labels: Vec<i64>,
-    /// `w_j / (Σ_row w · examples)`: a row's weighted mean, then the mean over rows.
+    /// Each loss slot's share of the step's loss (see [`Normalisation`]).
     coefficients: Vec<f32>,
 }
 
-/// Examples sharing a prompt length, in the BD3LM layout `[prompt | x0 | x_t]`. Responses
-/// are right-padded to the longest one; the padding (in both the clean and the noisy
-/// copy) is hidden from every real query, so each real row sees exactly what it sees
-/// alone. The noisy copy starts at the block boundary at or before the prompt's end.
+/// Examples sharing a prompt length, in the BD3LM layout `[prompt | x0 | x_t]`. `x0`s are
+/// right-padded to the longest one; the padding (in both the clean and the noisy copy) is
+/// hidden from every real query, so each real row sees exactly what it sees alone. The
+/// noisy copy starts at the block boundary at or before the prompt's end.
 struct PackedGroup {
     prompt_len: usize,
-    response_len: usize,
+    /// The longest `x0` of the group.
+    x0_len: usize,
+    /// Index (among the packed examples) of each sequence's example.
+    members: Vec<usize>,
     sequences: Vec<Vec<u32>>,
     /// Per sequence and position: padding, hidden from every query.
     void: Vec<bool>,
@@ -351,7 +430,14 @@ struct PackedGroup {
 }
 
 impl PackedBatch {
-    fn new(used: &[&Example], block_size: usize, mask_id: u32) -> Self {
+    /// Packs `used` (examples with loss slots); `coefficient(example, slot)` is the slot's
+    /// share of the step's loss.
+    fn new(
+        used: &[&Example],
+        block_size: usize,
+        mask_id: u32,
+        coefficient: impl Fn(&Example, usize) -> f32,
+    ) -> Self {
         // Teacher rows come in example order; `offsets[i]` is example i's first row.
         let offsets: Vec<usize> = used
             .iter()
@@ -368,36 +454,35 @@ impl PackedBatch {
         let mut batch =
             Self { groups: vec![], teacher_order: vec![], labels: vec![], coefficients: vec![] };
         for (&p, members) in &by_prompt_len {
-            let r_max = members.iter().map(|&i| used[i].response.len()).max().expect("non-empty");
+            let r_max = members.iter().map(|&i| used[i].x0.len()).max().expect("non-empty");
             let noisy_start = p / block_size * block_size;
             let noisy_offset = (p + r_max) + (p - noisy_start);
             let len = noisy_offset + r_max;
             let mut group = PackedGroup {
                 prompt_len: p,
-                response_len: r_max,
+                x0_len: r_max,
+                members: members.clone(),
                 sequences: vec![],
                 void: vec![],
                 rows: vec![],
             };
             for (g, &i) in members.iter().enumerate() {
                 let e = used[i];
-                let r = e.response.len();
+                let r = e.x0.len();
                 let pad = std::iter::repeat_n(mask_id, r_max - r);
                 let mut tokens: Vec<u32> =
-                    e.prompt.iter().chain(&e.response).copied().chain(pad.clone()).collect();
+                    e.prompt.iter().chain(&e.x0).copied().chain(pad.clone()).collect();
                 tokens.extend_from_slice(&e.prompt[noisy_start..]);
                 tokens.extend(e.noisy_response(mask_id).into_iter().chain(pad));
                 group.sequences.push(tokens);
                 group.void.extend(
                     (0..len).map(|k| (p + r..p + r_max).contains(&k) || k >= noisy_offset + r),
                 );
-                let slots = e.loss_slots();
-                let total_weight: f32 = slots.iter().map(|&j| e.weights[j]).sum();
-                for (k, &j) in slots.iter().enumerate() {
+                for (k, j) in e.loss_slots().into_iter().enumerate() {
                     group.rows.push((g * len + noisy_offset + j) as i64);
                     batch.teacher_order.push((offsets[i] + k) as i64);
-                    batch.coefficients.push(e.weights[j] / (total_weight * used.len() as f32));
-                    batch.labels.push(e.response[j] as i64);
+                    batch.coefficients.push(coefficient(e, j));
+                    batch.labels.push(e.x0[j] as i64);
                 }
             }
             batch.groups.push(group);
@@ -407,6 +492,11 @@ impl PackedBatch {
 }
 
 impl PackedGroup {
+    /// First position of the noisy copy (it begins with the prompt's partial block).
+    fn noisy_from(&self) -> usize {
+        self.prompt_len + self.x0_len
+    }
+
     /// The student's vocabulary logits at this group's loss slots (one forward pass).
     fn student_logits<B: Backend>(
         &self,
@@ -415,7 +505,7 @@ impl PackedGroup {
         mask_id: u32,
         device: &B::Device,
     ) -> Tensor<B, 2> {
-        let (p, r_max, n) = (self.prompt_len, self.response_len, self.sequences.len());
+        let (p, r_max, n) = (self.prompt_len, self.x0_len, self.sequences.len());
         let len = self.void.len() / n;
         let void =
             Tensor::<B, 2, Bool>::from_data(TensorData::new(self.void.clone(), [n, len]), device);

@@ -75,6 +75,7 @@ pub fn step_metrics() -> Vec<ScalarMetric> {
     vec![
         ScalarMetric::new("loss", |o| o.loss),
         ScalarMetric::new("tokens", |o| o.tokens as f64),
+        ScalarMetric::new("response_tokens", |o| o.response_tokens as f64),
         ScalarMetric::new("rollout_len", |o| o.rollout_len),
         ScalarMetric::new("max_rollout_len", |o| o.max_rollout_len as f64),
         ScalarMetric::new("rollout_tokens_per_forward", |o| o.rollout_tokens_per_forward),
@@ -85,15 +86,19 @@ pub fn step_metrics() -> Vec<ScalarMetric> {
     ]
 }
 
-/// Progress bar + `metrics.jsonl`. Training tokens and skipped steps are accumulated here
-/// (continuing from the log when a run resumes), so runs compare by tokens consumed.
+/// Metrics whose running sums are logged too, as `<name>_total`: runs compare by tokens
+/// consumed (total and response-only, the paper's count), and skipped steps add up.
+const ACCUMULATED: [&str; 3] = ["tokens", "response_tokens", "skipped"];
+
+/// Progress bar + `metrics.jsonl`. The [`ACCUMULATED`] totals continue from the log when
+/// a run resumes.
 pub struct StepRenderer {
     names: HashMap<MetricId, String>,
     current: Vec<(String, f64)>,
     log: PathBuf,
     progress: Progress,
-    tokens_total: f64,
-    skipped_total: f64,
+    /// Running sum of each [`ACCUMULATED`] metric.
+    totals: HashMap<&'static str, f64>,
     step: usize,
 }
 
@@ -106,23 +111,16 @@ impl StepRenderer {
             .into_iter()
             .filter(|v| v["step"].as_u64().is_some_and(|s| (s as usize) < first_step))
             .collect();
-        let total = |key: &str| kept.last().and_then(|v| v[key].as_f64()).unwrap_or(0.0);
-        let (tokens_total, skipped_total) = (total("tokens_total"), total("skipped_total"));
+        let total =
+            |key: &str| kept.last().and_then(|v| v[format!("{key}_total")].as_f64()).unwrap_or(0.0);
+        let totals = ACCUMULATED.iter().map(|&key| (key, total(key))).collect();
         let mut file = std::fs::File::create(&log)?;
         for line in &kept {
             writeln!(file, "{line}")?;
         }
         let mut progress = Progress::new(total_steps, "training", "steps");
         progress.set_position(first_step);
-        Ok(Self {
-            names: HashMap::new(),
-            current: vec![],
-            log,
-            progress,
-            tokens_total,
-            skipped_total,
-            step: first_step,
-        })
+        Ok(Self { names: HashMap::new(), current: vec![], log, progress, totals, step: first_step })
     }
 }
 
@@ -151,13 +149,9 @@ impl MetricsRendererTraining for StepRenderer {
         let mut line = serde_json::Map::new();
         line.insert("step".into(), self.step.into());
         for (name, value) in self.current.drain(..) {
-            if name == "tokens" {
-                self.tokens_total += value;
-                line.insert("tokens_total".into(), self.tokens_total.into());
-            }
-            if name == "skipped" {
-                self.skipped_total += value;
-                line.insert("skipped_total".into(), self.skipped_total.into());
+            if let Some(total) = self.totals.get_mut(name.as_str()) {
+                *total += value;
+                line.insert(format!("{name}_total"), (*total).into());
             }
             line.insert(name.to_lowercase().replace(' ', "_"), value.into());
         }
@@ -167,7 +161,7 @@ impl MetricsRendererTraining for StepRenderer {
             get("loss"),
             get("rollout_len"),
             get("rollout_tokens_per_forward"),
-            self.tokens_total
+            self.totals["tokens"]
         ));
         self.progress.inc(1);
         if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&self.log) {

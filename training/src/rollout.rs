@@ -29,12 +29,16 @@ pub struct RolloutSettings {
     pub temperature: f32,
     /// A response ends at the first of these.
     pub stop_tokens: Vec<u32>,
+    /// Length limit of the teacher's generations: they run to the stop token or this
+    /// (the run's longest rollout), never to the curriculum's shorter limit, which paces
+    /// the student's own rollouts only.
+    pub teacher_max_len: usize,
 }
 
 /// Figures of one step's response generation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RolloutStats {
-    /// Response tokens over the batch (stop tokens included).
+    /// Response tokens over the batch (stop tokens included; the paper's count).
     pub generated_tokens: usize,
     /// Mean response length.
     pub mean_response_len: f64,
@@ -55,8 +59,9 @@ pub enum RolloutError {
     Decode(#[from] DecodeError),
 }
 
-/// Examples for one training step: a response per prompt of `batch` (at most `max_len`
-/// tokens), then its state and weights. `student` and `teacher` are inference copies.
+/// Examples for one training step: a response per prompt of `batch` (a student rollout
+/// of at most `max_len` tokens, a teacher generation up to its stop token or
+/// `settings.teacher_max_len`, or the dataset's answer), then its state and weights. `student` and `teacher` are inference copies.
 /// The batch's seed drives sampling and state selection.
 pub fn make_examples<B: Backend>(
     loss: &Loss,
@@ -108,7 +113,8 @@ fn responses<B: Backend>(
             generate(student, &prompts, &config, |_| {})?.rows
         }
         ResponseSource::TeacherGeneration => {
-            let config = DecodeConfig::autoregressive(max_len, sampling, stop_tokens, batch.seed);
+            let limit = settings.teacher_max_len;
+            let config = DecodeConfig::autoregressive(limit, sampling, stop_tokens, batch.seed);
             generate(teacher, &prompts, &config, |_| {})?.rows
         }
         ResponseSource::Dataset => batch
@@ -129,6 +135,7 @@ fn dataset_response(
     let tokens = item.response.clone().ok_or(RolloutError::MissingResponse(index))?;
     Ok(RowOutput {
         first_unmask_step: vec![0; tokens.len()],
+        after_stop: vec![],
         stopped: tokens.last().is_some_and(|t| stop_tokens.contains(t)),
         tokens,
         steps: 0,

@@ -1,9 +1,11 @@
-//! State selection: which partially denoised state `x_t` of a rollout is trained on.
+//! State selection: which partially denoised state `x_t` of a sequence is trained on.
 //!
-//! A rollout records for every generated token the step that unmasked it
-//! (`first_unmask_step`). The state the sampler fed the model at step `s` is "every token
-//! unmasked at a step ≥ s is still masked". Both rules below only ever produce such
-//! states, so training happens exactly on states the sampler visited.
+//! A rollout records for every slot it filled the step that unmasked it
+//! (`first_unmask_step`; the slots after the stop token in its block included). The state
+//! the sampler fed the model at step `s` is "every slot unmasked at a step ≥ s is still
+//! masked". Both OPDLM rules below only ever produce such states, so training happens
+//! exactly on states the sampler visited. The random-masking objectives draw `x_t` from the
+//! forward process instead ([`random_mask`]).
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -62,33 +64,67 @@ pub fn select_masked(
     masked
 }
 
-/// Forward-process masking (the baselines' states): each block draws `t ~ U(0, 1)` and
-/// masks each of its slots with probability `t` (at least one). Returns the mask and,
-/// per slot, the `t` of its block (for the `1/t` weight).
+/// The forward process of the random-masking objectives: every block draws a masking
+/// rate `t ~ U[min_rate, max_rate]` and masks each of its slots with probability `t`; a
+/// draw whose masked fraction falls outside the allowed range is redrawn with the same
+/// `t` (BD3LM's `training.resample`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskingSchedule {
+    /// Smallest masking rate (and smallest masked fraction) of a block.
+    pub min_rate: f32,
+    /// Largest masking rate (and largest masked fraction) of a block.
+    pub max_rate: f32,
+}
+
+impl MaskingSchedule {
+    /// `t ~ U(10⁻³, 1)` with at least one masked slot per block: the distillation
+    /// baselines (paper Eq. 6, the weight is 1 so no `t` can dominate). The floor is the
+    /// `sampling_eps` of bd3lms' unclipped schedule.
+    pub const FULL_RANGE: Self = Self { min_rate: 1e-3, max_rate: 1.0 };
+
+    /// BD3LM's clipped schedule for blocks of 4 (Arriola et al., 2025, "clipped noise
+    /// schedules"): `t ~ U[0.45, 0.95]`, masked fraction resampled into that range. With
+    /// the `1/t` weight this bounds a slot's weight by 1/0.45 instead of 1000.
+    pub const BD3LM_CLIPPED: Self = Self { min_rate: 0.45, max_rate: 0.95 };
+
+    /// Whether masking `masked` of `slots` slots is an allowed draw: at least one, and
+    /// within the range when any count is (a one-slot block cannot be 45–95 % masked).
+    fn allows(&self, masked: usize, slots: usize) -> bool {
+        let within = |k: usize| {
+            let fraction = k as f32 / slots as f32;
+            fraction >= self.min_rate && fraction <= self.max_rate
+        };
+        masked >= 1 && (within(masked) || !(1..=slots).any(within))
+    }
+}
+
+/// Forward-process masking (the random-masking objectives' states): per block a rate `t`
+/// from `schedule`, then each slot masked with probability `t`, redrawn until the count is
+/// allowed. Returns the mask and, per slot, the `t` of its block (for the `1/t` weight).
 pub fn random_mask(
     prompt_len: usize,
     response_len: usize,
     block_size: usize,
+    schedule: MaskingSchedule,
     rng: &mut StdRng,
 ) -> (Vec<bool>, Vec<f32>) {
     let mut masked = vec![false; response_len];
     let mut times = vec![0.0; response_len];
     for (start, end) in response_blocks(prompt_len, response_len, block_size) {
-        // Keep t away from 0 so that the 1/t weight stays bounded.
-        let t: f32 = rng.random_range(MIN_MASK_RATE..=1.0);
-        for j in start..end {
-            masked[j] = rng.random::<f32>() < t;
-            times[j] = t;
+        let t: f32 = rng.random_range(schedule.min_rate..=schedule.max_rate);
+        loop {
+            for m in &mut masked[start..end] {
+                *m = rng.random::<f32>() < t;
+            }
+            let count = masked[start..end].iter().filter(|&&m| m).count();
+            if schedule.allows(count, end - start) {
+                break;
+            }
         }
-        if !masked[start..end].contains(&true) {
-            masked[rng.random_range(start..end)] = true;
-        }
+        times[start..end].fill(t);
     }
     (masked, times)
 }
-
-/// Smallest masking rate the baselines draw (bounds the `1/t` weight by 1000).
-const MIN_MASK_RATE: f32 = 1e-3;
 
 /// Response index ranges `[start, end)` of each block, blocks aligned to absolute
 /// positions (the first may be partial when the prompt ends mid-block).
@@ -140,19 +176,28 @@ mod tests {
     }
 
     #[test]
-    fn random_mask_masks_at_least_one_slot_per_block() {
+    fn random_masks_keep_every_block_within_its_schedule() {
         let mut rng = StdRng::seed_from_u64(3);
-        for _ in 0..50 {
-            let (masked, times) = select_random(&mut rng);
-            for (start, end) in response_blocks(3, 9, 4) {
-                assert!(masked[start..end].contains(&true));
-                assert!(times[start..end].iter().all(|&t| t == times[start] && t >= MIN_MASK_RATE));
+        for schedule in [MaskingSchedule::FULL_RANGE, MaskingSchedule::BD3LM_CLIPPED] {
+            let mut fractions = vec![];
+            for _ in 0..200 {
+                // Prompt of 3, block 4: blocks of 1, 4, 4 and 2 slots.
+                let (masked, times) = random_mask(3, 11, 4, schedule, &mut rng);
+                for (start, end) in response_blocks(3, 11, 4) {
+                    let count = masked[start..end].iter().filter(|&&m| m).count();
+                    assert!(count >= 1, "{schedule:?}: a block without a masked slot");
+                    let t = times[start];
+                    assert!(times[start..end].iter().all(|&x| x == t));
+                    assert!((schedule.min_rate..=schedule.max_rate).contains(&t));
+                    if end - start > 1 {
+                        fractions.push(count as f32 / (end - start) as f32);
+                    }
+                }
             }
+            let clipped = schedule == MaskingSchedule::BD3LM_CLIPPED;
+            let inside = fractions.iter().all(|f| (0.45..=0.95).contains(f));
+            assert_eq!(inside, clipped, "{schedule:?}: masked fractions {fractions:?}");
         }
-    }
-
-    fn select_random(rng: &mut StdRng) -> (Vec<bool>, Vec<f32>) {
-        random_mask(3, 9, 4, rng)
     }
 
     #[test]

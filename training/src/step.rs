@@ -58,6 +58,7 @@ impl StepSettings {
                 threshold: config.threshold,
                 temperature: config.temperature,
                 stop_tokens,
+                teacher_max_len: config.rollout_len_max,
             },
             curriculum: config.curriculum(),
             mask_id,
@@ -92,6 +93,9 @@ pub struct StepOutput {
     pub examples: usize,
     /// Tokens consumed (prompt + response of every example).
     pub tokens: usize,
+    /// Response tokens of the step's examples (stop tokens included): the paper's count
+    /// of training tokens.
+    pub response_tokens: usize,
     /// Mean response length.
     pub rollout_len: f64,
     /// Rollout tokens per forward pass (the student's parallelism).
@@ -167,6 +171,7 @@ impl<B: Backend> Distiller<B> {
             loss: 0.0,
             examples: loss.as_ref().map_or(0, |l| l.examples),
             tokens: examples.iter().map(|e| e.tokens()).sum(),
+            response_tokens: examples.iter().map(|e| e.response_len).sum(),
             rollout_len: stats.mean_response_len,
             rollout_tokens_per_forward: stats.tokens_per_forward,
             max_rollout_len: max_len,

@@ -81,8 +81,16 @@ fn losses_and_gradients_match_pytorch_to_1e_5() {
     }
 }
 
+/// An example whose masked slots are exactly its weighted ones, plus `after_stop` slots
+/// (masked, never weighted).
 fn example(prompt: &[u32], response: &[u32], weights: &[f32]) -> Example {
-    Example { prompt: prompt.to_vec(), response: response.to_vec(), weights: weights.to_vec() }
+    Example {
+        prompt: prompt.to_vec(),
+        x0: response.to_vec(),
+        response_len: response.len(),
+        masked: weights.iter().map(|&w| w > 0.0).collect(),
+        weights: weights.to_vec(),
+    }
 }
 
 fn tiny_student() -> Transformer<B> {
@@ -129,7 +137,7 @@ fn example_teacher_targets(
 }
 
 /// Reference: one example's loss from its own unpadded student pass on
-/// `[prompt | x0 | x_t]`, reduced by its weighted mean.
+/// `[prompt | x0 | x_t]`: the sum of its weighted per-slot losses, and the sum of weights.
 fn example_loss(
     student: &Transformer<B>,
     teacher: Option<Tensor<B, 2>>,
@@ -137,12 +145,12 @@ fn example_loss(
     targets: Targets,
     block_size: usize,
     mask_id: u32,
-) -> f32 {
+) -> (f32, f32) {
     let device = student.devices()[0];
-    let (p, r) = (example.prompt.len(), example.response.len());
+    let (p, r) = (example.prompt.len(), example.x0.len());
     let slots = example.loss_slots();
     let noisy_start = p / block_size * block_size;
-    let mut packed: Vec<u32> = example.prompt.iter().chain(&example.response).copied().collect();
+    let mut packed: Vec<u32> = example.prompt.iter().chain(&example.x0).copied().collect();
     packed.extend_from_slice(&example.prompt[noisy_start..]);
     packed.extend(example.noisy_response(mask_id));
     let layout = Layout::training(p, r, block_size, 1, &device);
@@ -158,7 +166,7 @@ fn example_loss(
     let weights = Tensor::<B, 1>::from_data(TensorData::new(weights, [slots.len()]), &device);
     let per_slot = match targets {
         Targets::HardLabels => {
-            let labels: Vec<i64> = slots.iter().map(|&j| example.response[j] as i64).collect();
+            let labels: Vec<i64> = slots.iter().map(|&j| example.x0[j] as i64).collect();
             cross_entropy(
                 student_lp,
                 Tensor::from_data(TensorData::new(labels, [slots.len()]), &device),
@@ -168,7 +176,8 @@ fn example_loss(
             divergence(teacher.expect("teacher targets"), student_lp, kind, top_k)
         }
     };
-    weighted_mean(per_slot, weights).into_scalar()
+    let total = weights.clone().sum().into_scalar();
+    ((per_slot * weights).sum().into_scalar(), total)
 }
 
 /// One pass per prompt length gives the per-example losses' mean, for teacher targets
@@ -189,10 +198,19 @@ fn batched_loss_equals_the_mean_of_per_example_losses() {
             &[1, 2, 3, 4, 5, 6, 7, 8, 9],
             &[1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0],
         ),
+        // A stopped response (stop token 0 at slot 4) with two slots after it in its
+        // block: the stop token and slot 5 are masked without loss.
+        Example {
+            masked: vec![false, true, false, true, true, true, false],
+            x0: vec![6, 7, 8, 9, 0, 11, 12],
+            response_len: 5,
+            ..example(&[1, 2, 3, 4, 5], &[], &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+        },
     ];
+    let response_tokens: usize = examples.iter().map(|e| e.response_len).sum();
     for objective in [Objective::Opdlm, Objective::Bd3lm] {
         let loss = Loss::new(objective, StateSelection::PerBlock, Divergence::ForwardKl, None);
-        let per_example: Vec<f32> = examples
+        let per_example: Vec<(f32, f32)> = examples
             .iter()
             .filter(|e| e.has_loss())
             .map(|e| {
@@ -201,25 +219,36 @@ fn batched_loss_equals_the_mean_of_per_example_losses() {
                 example_loss(&model, teacher, e, loss.targets(), 4, mask_id)
             })
             .collect();
-        let expected = per_example.iter().sum::<f32>() / per_example.len() as f32;
+        // Distillation: the mean of per-example weighted means; hard labels (BD3LM): the
+        // weighted sum over the batch per response token.
+        let expected = match loss.targets() {
+            Targets::HardLabels => {
+                per_example.iter().map(|(sum, _)| sum).sum::<f32>() / response_tokens as f32
+            }
+            Targets::Teacher { .. } => {
+                let means = per_example.iter().map(|(sum, total)| sum / total);
+                means.sum::<f32>() / per_example.len() as f32
+            }
+        };
         let targets = loss.teacher_targets(&model, &examples, mask_id);
         let batch = loss.batch_loss(&model, targets, &examples, 4, mask_id).unwrap();
-        assert_eq!(batch.examples, 4);
+        assert_eq!(batch.examples, 5);
         assert_eq!(batch.slots, examples.iter().map(|e| e.loss_slots().len()).sum::<usize>());
         let got = batch.value.into_scalar();
         assert!(
             (got - expected).abs() < 1e-5,
-            "{objective:?}: batched {got} vs per-example mean {expected}"
+            "{objective:?}: batched {got} vs per-example reference {expected}"
         );
     }
 }
 
-/// Loss weight of the stop slot of a stopped response, under a random mask (both
-/// objectives below mask randomly) drawn from a seed that masks that slot.
-fn stop_slot_weight(objective: Objective) -> f32 {
+/// The example made from a stopped response (stop token 0 at slot 3, then two slots
+/// after it in its block), under a random mask drawn from a seed that masks the stop slot.
+fn stopped_example(objective: Objective) -> Example {
     let row = RowOutput {
         tokens: vec![1, 2, 3, 0],
-        first_unmask_step: vec![0; 4],
+        after_stop: vec![4, 5],
+        first_unmask_step: vec![0; 6],
         stopped: true,
         steps: 0,
         forwards: 0,
@@ -227,23 +256,28 @@ fn stop_slot_weight(objective: Objective) -> f32 {
     };
     let loss = Loss::new(objective, StateSelection::PerBlock, Divergence::ForwardKl, None);
     for seed in 0..1000 {
-        let (masked, _) = random_mask(4, 4, 4, &mut StdRng::seed_from_u64(seed));
-        if masked[3] {
+        let schedule = loss.masking_schedule();
+        let (masked, _) = random_mask(2, 6, 4, schedule, &mut StdRng::seed_from_u64(seed));
+        if masked[3] && masked[4] {
             let mut rng = StdRng::seed_from_u64(seed);
-            return loss.example(&[5, 6, 7, 8], row.clone(), 4, &mut rng).weights[3];
+            return loss.example(&[5, 6], row.clone(), 4, &mut rng);
         }
     }
-    panic!("no seed masked the stop slot");
+    panic!("no seed masked the stop slot and the one after it");
 }
 
 #[test]
-fn the_stop_token_is_trained_with_hard_labels_only() {
-    assert!(stop_slot_weight(Objective::Bd3lm) > 0.0, "bd3lm must learn to emit the stop token");
-    assert_eq!(
-        stop_slot_weight(Objective::OpdlmOff),
-        0.0,
-        "distillation leaves the stop token out, as the reference"
-    );
+fn the_stop_token_is_trained_with_hard_labels_only_and_masked_whenever_the_state_masks_it() {
+    let mask_id = 20;
+    for (objective, trained) in [(Objective::Bd3lm, true), (Objective::OpdlmOff, false)] {
+        let example = stopped_example(objective);
+        assert_eq!(example.response(), &[1, 2, 3, 0]);
+        assert_eq!(example.x0, vec![1, 2, 3, 0, 4, 5]);
+        assert_eq!(example.weights[3] > 0.0, trained, "{objective:?}: stop-token weight");
+        assert_eq!(example.weights[4], 0.0, "{objective:?}: a slot after the stop token");
+        let noisy = example.noisy_response(mask_id);
+        assert_eq!(&noisy[3..5], &[mask_id, mask_id], "{objective:?}: x_t shows the state");
+    }
 }
 
 #[test]
