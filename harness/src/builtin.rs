@@ -75,7 +75,13 @@ pub fn write_prompts(path: &Path, count: usize, seed: u64) -> std::io::Result<()
 
 /// Test-split items (both tasks in turn).
 pub fn test_items(count: usize, seed: u64) -> Vec<EvalItem> {
-    problems(&Task::ALL, Split::Test, count, seed).iter().map(EvalItem::from_problem).collect()
+    held_out_items(Split::Test, count, seed)
+}
+
+/// Items of a held-out split (both tasks in turn): validation to choose settings, test to
+/// report.
+pub fn held_out_items(split: Split, count: usize, seed: u64) -> Vec<EvalItem> {
+    problems(&Task::ALL, split, count, seed).iter().map(EvalItem::from_problem).collect()
 }
 
 /// AR, static and dynamic (γ = 0.9, 0.7, 0.5) decoding at `block_size`.

@@ -1,34 +1,46 @@
-//! The data-efficiency plot: accuracy against training tokens, one line per objective.
+//! The data-efficiency plot: accuracy against training tokens, one mean line and one
+//! confidence band per objective.
 
 use std::path::{Path, PathBuf};
 
 use opdlm_training::plot::{register_font, token_count};
 use plotters::prelude::*;
 
-/// Accuracy against training tokens (log x), one line per named series, with the
-/// teacher's accuracy as a dashed reference line.
-pub fn plot_accuracy_vs_tokens(
-    series: &[(String, Vec<(f64, f64)>)],
+/// One objective's curve: per checkpoint `(tokens, mean, low, high)` of its accuracy.
+pub struct Band {
+    /// Legend entry.
+    pub name: String,
+    /// Checkpoints in training order; `low`/`high` may be NaN (a single seed: no band).
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Accuracy against training response tokens (log x): per band a mean line and its
+/// interval shaded, with the teacher's accuracy as a dashed reference line.
+pub fn plot_accuracy_bands(
+    bands: &[Band],
     teacher_accuracy: f64,
     path: &Path,
 ) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let labels = register_font();
-    let points = series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, _)| *x > 0.0);
+    let points = bands.iter().flat_map(|b| b.points.iter()).filter(|p| p.0 > 0.0);
     let (x_min, x_max) =
-        points.fold((f64::INFINITY, 1.0f64), |(lo, hi), (x, _)| (lo.min(*x), hi.max(*x)));
+        points.fold((f64::INFINITY, 1.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
     let x_min = if x_min.is_finite() { x_min / 1.5 } else { 1.0 };
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(20).x_label_area_size(45).y_label_area_size(55);
     if labels {
-        builder.caption("accuracy (static decoding) vs training tokens", ("sans-serif", 20));
+        builder.caption(
+            "test accuracy (static decoding) vs training response tokens, mean and 95 % CI",
+            ("sans-serif", 20),
+        );
     }
     let mut chart = builder.build_cartesian_2d((x_min..x_max * 1.5).log_scale(), 0.0..1.0)?;
     if labels {
         chart
             .configure_mesh()
-            .x_desc("training tokens (log)")
+            .x_desc("training response tokens (log)")
             .y_desc("test accuracy")
             .x_label_formatter(&|x| token_count(*x))
             .draw()?;
@@ -45,14 +57,23 @@ pub fn plot_accuracy_vs_tokens(
             .label("teacher (AR)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     }
-    for (i, (name, points)) in series.iter().enumerate() {
+    for (i, band) in bands.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba().stroke_width(2);
-        let points: Vec<(f64, f64)> = points.iter().copied().filter(|(x, _)| *x > 0.0).collect();
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-        let drawn = chart.draw_series(LineSeries::new(points, color))?;
+        let points: Vec<(f64, f64, f64, f64)> =
+            band.points.iter().copied().filter(|p| p.0 > 0.0).collect();
+        let ends = |p: &(f64, f64, f64, f64), y: f64| (p.0, y.clamp(0.0, 1.0));
+        if points.iter().all(|p| p.2.is_finite() && p.3.is_finite()) {
+            let outline: Vec<(f64, f64)> = (points.iter().map(|p| ends(p, p.3)))
+                .chain(points.iter().rev().map(|p| ends(p, p.2)))
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, color.color.mix(0.15))))?;
+        }
+        let means: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
+        chart.draw_series(means.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        let drawn = chart.draw_series(LineSeries::new(means, color))?;
         if labels {
             drawn
-                .label(name.as_str())
+                .label(band.name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
     }

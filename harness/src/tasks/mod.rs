@@ -124,14 +124,20 @@ mod tests {
     #[test]
     fn splits_never_overlap_and_are_reproducible() {
         let train = problems(&Task::ALL, Split::Train, 4000, 1);
+        let validation = problems(&Task::ALL, Split::Validation, 1000, 1);
         let test = problems(&Task::ALL, Split::Test, 1000, 1);
         let train_prompts: HashSet<_> = train.iter().map(|p| &p.prompt).collect();
+        let validation_prompts: HashSet<_> = validation.iter().map(|p| &p.prompt).collect();
         assert_eq!(train_prompts.len(), train.len(), "train problems are distinct");
-        assert!(
-            test.iter().all(|p| !train_prompts.contains(&p.prompt)),
-            "a test prompt is in the train split"
-        );
+        for (held_out, name) in [(&validation, "validation"), (&test, "test")] {
+            assert!(
+                held_out.iter().all(|p| !train_prompts.contains(&p.prompt)),
+                "a {name} prompt is in the train split"
+            );
+        }
+        assert!(test.iter().all(|p| !validation_prompts.contains(&p.prompt)));
         assert!(test.iter().all(|p| Split::of(&p.prompt) == Split::Test));
+        assert!(validation.iter().all(|p| Split::of(&p.prompt) == Split::Validation));
         // A different seed for the train split still never yields a test prompt.
         let other = problems(&Task::ALL, Split::Train, 4000, 99);
         let test_prompts: HashSet<_> = test.iter().map(|p| &p.prompt).collect();

@@ -1,5 +1,9 @@
-//! Train/test split by a hash of the prompt: a problem's split never depends on the seed
-//! or on which generator produced it, so the splits cannot overlap.
+//! Train/validation/test split by a hash of the prompt: a problem's split never depends on
+//! the seed or on which generator produced it, so the splits cannot overlap.
+//!
+//! The held-out 10 % of the hash space is halved into validation and test (by a second
+//! part of the same hash), so the committed teacher, pretrained on the other 90 % before
+//! validation existed, has seen neither.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,27 +13,31 @@ use serde::{Deserialize, Serialize};
 pub enum Split {
     /// Training prompts (90 % of the problem space).
     Train,
-    /// Held-out problems for evaluation.
+    /// Held-out problems for choosing hyper-parameters (5 %).
+    Validation,
+    /// Held-out problems for reporting (5 %), never used to choose anything.
     Test,
 }
 
-/// Percentage of the problem space held out for testing.
-const TEST_PERCENT: u64 = 10;
+/// Percentage of the problem space held out (validation and test together).
+const HELD_OUT_PERCENT: u64 = 10;
 
 impl Split {
     /// The split of the problem with this prompt.
     pub fn of(prompt: &str) -> Split {
-        if fnv1a(prompt.as_bytes()) % 100 < TEST_PERCENT {
-            Split::Test
-        } else {
-            Split::Train
+        let hash = fnv1a(prompt.as_bytes());
+        match (hash % 100 < HELD_OUT_PERCENT, hash / 100 % 2) {
+            (false, _) => Split::Train,
+            (true, 0) => Split::Test,
+            (true, _) => Split::Validation,
         }
     }
 
-    /// Keeps the two splits' random streams apart for the same user seed.
+    /// Keeps the splits' random streams apart for the same user seed.
     pub(super) fn seed_salt(self) -> u64 {
         match self {
             Split::Train => 0,
+            Split::Validation => 0x0A11_DA7E_0A11_DA7E,
             Split::Test => 0x7E57_7E57_7E57_7E57,
         }
     }

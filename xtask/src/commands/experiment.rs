@@ -13,35 +13,51 @@ use crate::backend::{dispatch, BackendKind, BackendTask};
 /// The experiments.
 #[derive(Debug, Subcommand)]
 pub enum Experiment {
-    /// Training tokens to reach a fraction of the teacher's accuracy: opdlm vs opdlm-off vs bd3lm vs sft.
+    /// Training tokens to reach a fraction of the teacher's accuracy, and accuracy at equal
+    /// budget, static vs dynamic: opdlm vs opdlm-off vs offpolicy-kd vs bd3lm vs sft, each
+    /// with its own learning rate (swept on validation) and several seeds.
     DataEfficiency(DataEfficiencyArgs),
 }
 
-/// Flags of `cargo xtask experiment data-efficiency`.
+/// Flags of `cargo xtask experiment data-efficiency`. The defaults are the committed
+/// report's (`reports/data-efficiency/`).
 #[derive(Debug, Args)]
 pub struct DataEfficiencyArgs {
     /// Objectives to compare, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Objective::Opdlm, Objective::OpdlmOff, Objective::Bd3lm, Objective::Sft])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Objective::Opdlm, Objective::OpdlmOff, Objective::OffpolicyKd, Objective::Bd3lm, Objective::Sft])]
     pub objectives: Vec<Objective>,
-    /// Training steps per objective (the largest budget; the committed report used 420).
-    #[arg(long, default_value_t = 420)]
+    /// Seeds of the final runs, comma-separated (prompt order and sampling); the
+    /// learning-rate sweep runs with the first.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0, 1, 2])]
+    pub seeds: Vec<u64>,
+    /// Peak learning rates each objective's sweep tries, comma-separated; the one with
+    /// the best validation accuracy is kept.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1e-3, 2e-3, 4e-3])]
+    pub learning_rates: Vec<f64>,
+    /// Training steps of every run (batch 32, the built-in run's).
+    #[arg(long, default_value_t = 400)]
     pub steps: usize,
     /// Evaluate every N steps (each is a checkpoint).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 40)]
     pub eval_every: usize,
-    /// Test problems per evaluation.
-    #[arg(long, default_value_t = 100)]
-    pub problems: usize,
+    /// Test problems per evaluation (report only).
+    #[arg(long, default_value_t = 500)]
+    pub test_problems: usize,
+    /// Validation problems the learning-rate sweep is judged on.
+    #[arg(long, default_value_t = 500)]
+    pub validation_problems: usize,
     /// Confidence threshold γ of the dynamic decoding column.
     #[arg(long, default_value_t = 0.9)]
     pub threshold: f32,
-    /// Output directory: one run per objective, report.md, report.json, accuracy.png.
-    /// Finished runs found there are reused, interrupted ones resumed.
+    /// Output directory: runs/ (one per objective, learning rate and seed), commit.txt,
+    /// report.md, report.json, accuracy.png. Finished runs and evaluations found there
+    /// are reused, interrupted runs resumed, as long as the code is that of commit.txt.
     #[arg(long, default_value = "runs/data-efficiency")]
     pub out: PathBuf,
-    /// Seed of prompts, rollouts and test problems.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Run although the code has uncommitted changes (the report says so instead of
+    /// naming a commit): for trying the experiment out, not for reports.
+    #[arg(long)]
+    pub allow_uncommitted: bool,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
@@ -53,12 +69,15 @@ pub fn run(experiment: Experiment) -> anyhow::Result<()> {
         Experiment::DataEfficiency(args) => {
             let experiment = DataEfficiency {
                 objectives: args.objectives,
+                seeds: args.seeds,
+                learning_rates: args.learning_rates,
                 steps: args.steps,
                 eval_every: args.eval_every,
-                problems: args.problems,
+                test_problems: args.test_problems,
+                validation_problems: args.validation_problems,
                 threshold: args.threshold,
                 out: args.out,
-                seed: args.seed,
+                allow_uncommitted: args.allow_uncommitted,
             };
             experiment.validate()?;
             dispatch(args.backend, DataEfficiencyTask(experiment))
