@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod builtin;
+pub mod chat_prompts;
 pub mod eval;
 pub mod experiment;
 pub mod plot;
