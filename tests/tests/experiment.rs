@@ -29,7 +29,9 @@ fn a_tiny_experiment_sweeps_on_validation_reuses_its_runs_and_writes_the_report(
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
     };
     let report = read();
-    assert!(report["commit"].as_str().is_some_and(|c| c.len() >= 40), "{}", report["commit"]);
+    // A commit id (or, outside a git checkout, a sentence saying so), marked as uncommitted
+    // when the tree has changes.
+    assert!(report["commit"].as_str().is_some_and(|c| !c.is_empty()), "{}", report["commit"]);
     assert_eq!(
         (report["test_problems"].as_u64(), report["validation_problems"].as_u64()),
         (Some(12), Some(10))
