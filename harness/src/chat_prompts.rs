@@ -18,7 +18,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::tasks::Split;
+use crate::tasks::{distinct_in_split, Split};
 
 /// Which template family a prompt comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -76,22 +76,11 @@ pub struct ChatPrompt {
 /// all drawn from `seed`. The same arguments always give the same prompts.
 pub fn chat_prompts(split: Split, count: usize, seed: u64) -> Vec<ChatPrompt> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xC4A7_0000 ^ split_salt(split));
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(count);
-    let mut attempts = 0usize;
-    while out.len() < count {
-        attempts += 1;
-        assert!(
-            attempts < 1000 * count.max(100),
-            "the {split:?} split has fewer than {count} prompts"
-        );
-        let family = *Family::MIX.choose(&mut rng).expect("non-empty");
-        let prompt = draw(family, &mut rng);
-        if Split::of(&prompt.prompt) == split && seen.insert(prompt.prompt.clone()) {
-            out.push(prompt);
-        }
-    }
-    out
+    let draw_one = |rng: &mut StdRng, _: usize| {
+        let family = *Family::MIX.choose(rng).expect("non-empty");
+        draw(family, rng)
+    };
+    distinct_in_split(split, count, &mut rng, draw_one, |p| &p.prompt)
 }
 
 /// Writes prompts as JSONL `{"prompt", "answer"?, "family"}` (atomically).

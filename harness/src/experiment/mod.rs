@@ -194,12 +194,10 @@ impl DataEfficiency {
         report.write(&self.out)
     }
 
-    /// The built-in run of `id` at this experiment's budget.
-    fn run_config(&self, id: RunId) -> Result<TrainConfig, ExperimentError> {
+    /// The built-in run of `id` at this experiment's budget (writes nothing).
+    fn run_config(&self, id: RunId) -> TrainConfig {
         let dir = self.out.join("runs").join(id.name());
-        let mut config = builtin::builtin_train_config(&dir, PROMPT_SEED).map_err(|e| {
-            ExperimentError::Io { path: dir.display().to_string(), message: e.to_string() }
-        })?;
+        let mut config = builtin::builtin_settings(&dir, PROMPT_SEED);
         let default_decay = config.final_lr / config.lr;
         config.objective = id.objective;
         config.seed = id.seed;
@@ -208,7 +206,7 @@ impl DataEfficiency {
         config.steps = self.steps;
         config.checkpoint_every = self.eval_every;
         config.keep_checkpoints = 0;
-        Ok(config)
+        config
     }
 
     /// Trains the run unless it already finished; resumes it when interrupted.
@@ -217,12 +215,17 @@ impl DataEfficiency {
         id: RunId,
         device: &B::Device,
     ) -> Result<(), ExperimentError> {
-        let config = self.run_config(id)?;
+        let config = self.run_config(id);
         let dir = &config.out;
         let done = latest_checkpoint(dir);
         if dir.join("model").exists() && done >= config.epochs() {
             return Ok(());
         }
+        // The prompt file is written only for a run that trains (the same set for all).
+        builtin::builtin_train_config(dir, PROMPT_SEED).map_err(|e| ExperimentError::Io {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
         let note = if done > 0 { " (resuming)" } else { "" };
         eprintln!("\n== {}: training {} steps{note} ==", id.name(), config.steps);
         train::<Autodiff<B>>(&config, device, done > 0)
@@ -240,7 +243,7 @@ impl DataEfficiency {
         last_only: bool,
         device: &B::Device,
     ) -> Result<Run, ExperimentError> {
-        let config = self.run_config(id)?;
+        let config = self.run_config(id);
         let split = if last_only { "validation" } else { "test" };
         let cache = config.out.join(format!("{split}-points.json"));
         let key = format!("{} problems, γ {}", items.len(), self.threshold);

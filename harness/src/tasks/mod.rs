@@ -93,6 +93,24 @@ impl Task {
 pub fn problems(tasks: &[Task], split: Split, count: usize, seed: u64) -> Vec<Problem> {
     assert!(!tasks.is_empty(), "at least one task");
     let mut rng = StdRng::seed_from_u64(seed ^ split.seed_salt());
+    distinct_in_split(
+        split,
+        count,
+        &mut rng,
+        |rng, n| tasks[n % tasks.len()].draw(rng),
+        |p| &p.prompt,
+    )
+}
+
+/// `count` draws whose `prompt` is in `split`, each prompt once: the one sampling loop of
+/// every generator (built-in tasks, chat prompts). `draw` gets the number drawn so far.
+pub fn distinct_in_split<T>(
+    split: Split,
+    count: usize,
+    rng: &mut StdRng,
+    mut draw: impl FnMut(&mut StdRng, usize) -> T,
+    prompt: impl Fn(&T) -> &str,
+) -> Vec<T> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(count);
     let mut attempts = 0usize;
@@ -100,12 +118,12 @@ pub fn problems(tasks: &[Task], split: Split, count: usize, seed: u64) -> Vec<Pr
         attempts += 1;
         assert!(
             attempts < 1000 * count.max(1000),
-            "the {split:?} split has fewer than {count} distinct problems"
+            "the {split:?} split has fewer than {count} distinct prompts"
         );
-        let task = tasks[out.len() % tasks.len()];
-        let problem = task.draw(&mut rng);
-        if Split::of(&problem.prompt) == split && seen.insert(problem.prompt.clone()) {
-            out.push(problem);
+        let item = draw(rng, out.len());
+        let text = prompt(&item);
+        if Split::of(text) == split && seen.insert(text.to_string()) {
+            out.push(item);
         }
     }
     out
