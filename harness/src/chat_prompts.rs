@@ -68,7 +68,8 @@ pub struct ChatPrompt {
     /// The exact numeric answer, for the checkable families.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
-    /// Where it comes from.
+    /// Where it comes from (written as the prompt file's `source`).
+    #[serde(rename = "source")]
     pub family: Family,
 }
 
@@ -83,8 +84,12 @@ pub fn chat_prompts(split: Split, count: usize, seed: u64) -> Vec<ChatPrompt> {
     distinct_in_split(split, count, &mut rng, draw_one, |p| &p.prompt)
 }
 
-/// Writes prompts as JSONL `{"prompt", "answer"?, "family"}` (atomically).
+/// Writes prompts as JSONL `{"prompt", "answer"?, "source"}` (atomically), creating the
+/// directory.
 pub fn write_chat_prompts(path: &Path, prompts: &[ChatPrompt]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let write = |file: &mut dyn Write| {
         for prompt in prompts {
             writeln!(file, "{}", serde_json::to_string(prompt).expect("prompt serialises"))?;

@@ -25,6 +25,9 @@ pub enum AnswerCheck {
     /// The last number in the output equals the reference's final number (after `####`
     /// when present, as GSM8K writes it).
     LastNumber,
+    /// Not graded (no checkable answer): the prompt counts towards agreement and speed,
+    /// not towards accuracy.
+    Ungraded,
 }
 
 /// One graded prompt.
@@ -50,9 +53,15 @@ impl EvalItem {
         }
     }
 
-    /// Grades one output against the reference answer.
+    /// Whether the item has an answer to grade against.
+    pub fn is_graded(&self) -> bool {
+        self.check != AnswerCheck::Ungraded
+    }
+
+    /// Grades one output against the reference answer (never correct when ungraded).
     pub fn is_correct(&self, output: &str) -> bool {
         match self.check {
+            AnswerCheck::Ungraded => false,
             AnswerCheck::Task(task) => task.is_correct(output, &self.answer),
             AnswerCheck::LastNumber => {
                 let reference =
@@ -224,7 +233,7 @@ pub struct ModeResult {
     pub block_size: usize,
     /// Items graded correct.
     pub correct: usize,
-    /// Items evaluated.
+    /// Items graded (all of them unless some are [`AnswerCheck::Ungraded`]).
     pub total: usize,
     /// `correct / total`.
     pub accuracy: f64,
@@ -242,6 +251,10 @@ pub struct ModeResult {
     pub generative_perplexity: Option<f64>,
     /// A few outputs, for a look at what the model writes.
     pub samples: Vec<Sample>,
+    /// Every item's generated tokens (stop token included), in item order: what agreement
+    /// with a reference decoding is computed from. Not serialised.
+    #[serde(skip)]
+    pub outputs: Vec<Vec<u32>>,
 }
 
 /// One prompt and what the model wrote.
@@ -281,6 +294,7 @@ pub fn evaluate<B: Backend>(
         let mut elapsed = Duration::ZERO;
         let (mut nll, mut scored) = (0.0, 0usize);
         let mut samples = Vec::new();
+        let mut outputs = Vec::with_capacity(items.len());
         for (chunk_items, chunk_prompts) in
             items.chunks(settings.batch_size).zip(prompts.chunks(settings.batch_size))
         {
@@ -301,16 +315,18 @@ pub fn evaluate<B: Backend>(
                 if samples.len() < 4 {
                     samples.push(Sample { prompt: item.prompt.clone(), output, correct: ok });
                 }
+                outputs.push(row.tokens.clone());
             }
             progress.inc(chunk_items.len());
         }
         let stats = DecodeStats { forwards, tokens, elapsed, prefill: Duration::ZERO };
+        let graded = items.iter().filter(|item| item.is_graded()).count();
         results.push(ModeResult {
             mode: mode.label(),
             block_size: mode.block_size(settings.block_size),
             correct,
-            total: items.len(),
-            accuracy: correct as f64 / items.len().max(1) as f64,
+            total: graded,
+            accuracy: correct as f64 / graded.max(1) as f64,
             tokens_per_step: tokens as f64 / steps.max(1) as f64,
             tokens_per_forward: stats.tokens_per_forward(),
             tokens_per_second: stats.tokens_per_second(),
@@ -318,6 +334,7 @@ pub fn evaluate<B: Backend>(
             seconds: elapsed.as_secs_f64(),
             generative_perplexity: (scored > 0).then(|| (nll / scored as f64).exp()),
             samples,
+            outputs,
         });
     }
     progress.finish_and_clear();

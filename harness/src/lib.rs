@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agreement;
 pub mod builtin;
 pub mod chat_prompts;
 pub mod eval;

@@ -1,5 +1,5 @@
-//! The data-efficiency plot: accuracy against training tokens, one mean line and one
-//! confidence band per objective.
+//! The experiments' plots: the data-efficiency accuracy bands (one mean line and one
+//! confidence band per objective) and the conversion's curves against training tokens.
 
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,69 @@ pub fn plot_accuracy_bands(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(path.to_path_buf())
+}
+
+/// One curve of [`plot_lines`].
+pub struct Line {
+    /// Legend entry.
+    pub name: String,
+    /// `(x, y)` in order.
+    pub points: Vec<(f64, f64)>,
+    /// Dashed (a reference level) rather than solid with markers.
+    pub dashed: bool,
+}
+
+/// Curves against training tokens (linear x from 0), for figures whose first point is
+/// the model before training.
+pub fn plot_lines(
+    lines: &[Line],
+    caption: &str,
+    y_desc: &str,
+    y_max: f64,
+    path: &Path,
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let labels = register_font();
+    let x_max = lines.iter().flat_map(|l| &l.points).fold(1.0f64, |hi, p| hi.max(p.0));
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(20).x_label_area_size(45).y_label_area_size(55);
+    if labels {
+        builder.caption(caption, ("sans-serif", 20));
+    }
+    let mut chart = builder.build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max)?;
+    if labels {
+        chart
+            .configure_mesh()
+            .x_desc("training tokens (prompt + response)")
+            .y_desc(y_desc)
+            .x_label_formatter(&|x| token_count(*x))
+            .draw()?;
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba().stroke_width(2);
+        let drawn = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(line.points.clone(), 8, 6, color))?
+        } else {
+            chart.draw_series(line.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            chart.draw_series(LineSeries::new(line.points.clone(), color))?
+        };
+        if labels {
+            drawn
+                .label(line.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if labels {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;

@@ -1,6 +1,7 @@
 //! Prompt files: one JSON object per line, either `{"prompt": "..."}` (raw text, or a
 //! user turn when the chat template is applied) or `{"messages": [{"role", "content"}]}`,
-//! optionally with `"answer"` for evaluation. Errors name the file and line.
+//! optionally with `"answer"` for evaluation and `"source"` for the record. Errors name the
+//! file and line.
 
 use std::path::Path;
 
@@ -20,6 +21,10 @@ pub struct PromptRecord {
     /// Reference answer (evaluation, and the bd3lm objective's responses).
     #[serde(default)]
     pub answer: Option<String>,
+    /// Where the prompt comes from (a generator's template family, a dataset): kept for
+    /// the record, never read.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 impl PromptRecord {

@@ -3,6 +3,7 @@
 mod allocator;
 mod backend;
 mod commands;
+mod repo;
 
 use clap::{Parser, Subcommand};
 

@@ -46,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The SmolLM2 GGUF (fetched by scripts/fetch-smollm2.sh when missing).
-    #[arg(long, default_value = ".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")]
+    #[arg(long, default_value = crate::repo::SMOLLM2_GGUF)]
     pub smollm2: PathBuf,
     /// Where the random-weight Qwen3-0.6B is written (once per seed).
     #[arg(long, default_value = ".cache/bench")]
@@ -177,7 +177,7 @@ struct Job {
 }
 
 fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
-    let repo = baseline::repo_root();
+    let repo = crate::repo::repo_root();
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let baseline = if args.no_baseline {
@@ -192,7 +192,7 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let load_start = report::load_average();
-    let jobs = jobs(args, &repo, threads)?;
+    let jobs = jobs(args, threads)?;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
@@ -271,7 +271,7 @@ fn run_worker(
     Ok(serde_json::from_str(&text)?)
 }
 
-fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job>> {
+fn jobs(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Job>> {
     let train = (!args.no_train).then_some(TrainPlan {
         rollout_len: args.train_rollout_len,
         temperature: 1.0,
@@ -313,7 +313,8 @@ fn jobs(args: &BenchArgs, repo: &Path, threads: usize) -> anyhow::Result<Vec<Job
         for m in &args.models {
             match m {
                 BenchModel::Smollm2 => {
-                    let gguf = smollm2(&args.smollm2, repo)?;
+                    let gguf = crate::repo::smollm2_gguf(&args.smollm2)
+                        .context("pass --smollm2 PATH or --models qwen3")?;
                     let (prompt, vocab) = chat_prompt(&gguf, &args.prompt)?;
                     plans.push(plan("smollm2-135m".into(), gguf, prompt, vocab, None));
                 }
@@ -343,25 +344,6 @@ fn chat_prompt(model: &Path, message: &str) -> anyhow::Result<(Vec<u32>, usize)>
         .render_chat(&[ChatMessage::user(message.to_string())], true)
         .unwrap_or_else(|_| message.to_string());
     Ok((tokenizer.encode(&text)?, tokenizer.vocab_size()))
-}
-
-/// The SmolLM2 GGUF, fetched with `scripts/fetch-smollm2.sh` when missing.
-fn smollm2(path: &Path, repo: &Path) -> anyhow::Result<PathBuf> {
-    if path.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    let script = repo.join("scripts/fetch-smollm2.sh");
-    eprintln!("{} is missing; fetching it with {}", path.display(), script.display());
-    let status =
-        Command::new("bash").arg(&script).status().context("running scripts/fetch-smollm2.sh")?;
-    if !status.success() || !path.is_file() {
-        bail!(
-            "{} is missing and {} could not fetch it; pass --smollm2 PATH or --models qwen3",
-            path.display(),
-            script.display()
-        );
-    }
-    Ok(path.to_path_buf())
 }
 
 /// A model's name for file names: a directory's name, or a file's name without extension.

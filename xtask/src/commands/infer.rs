@@ -118,7 +118,12 @@ impl InferArgs {
     fn prompt_texts(&self, tokenizer: &TextTokenizer) -> anyhow::Result<Vec<String>> {
         let records = match (&self.prompt, &self.prompts) {
             (Some(p), _) => {
-                vec![PromptRecord { prompt: Some(p.clone()), messages: None, answer: None }]
+                vec![PromptRecord {
+                    prompt: Some(p.clone()),
+                    messages: None,
+                    answer: None,
+                    source: None,
+                }]
             }
             (None, Some(path)) => read_prompt_file(path)?,
             (None, None) => bail!("give --prompt or --prompts"),

@@ -2,7 +2,7 @@
 //! same [`super::plan::Plan`] in its own process. Optional: without Python, torch or
 //! transformers the bench says why and reports our figures alone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use super::plan::Measured;
@@ -61,13 +61,4 @@ pub fn run(repo: &Path, plan: &Path, out: &Path) -> Result<Measured, String> {
     }
     let text = std::fs::read_to_string(out).map_err(|e| format!("{}: {e}", out.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))
-}
-
-/// The repository root (where `scripts/` lives): the working directory or one of its parents.
-pub fn repo_root() -> PathBuf {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors()
-        .find(|dir| dir.join("scripts").is_dir() && dir.join("Cargo.toml").is_file())
-        .map(Path::to_path_buf)
-        .unwrap_or(cwd)
 }

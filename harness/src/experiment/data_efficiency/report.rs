@@ -8,8 +8,9 @@ use std::path::Path;
 use opdlm_model::atomic::write_text_atomically;
 use serde::Serialize;
 
-use super::stats::Interval;
-use super::{DataEfficiency, ExperimentError, Run};
+use super::{DataEfficiency, Run};
+use crate::experiment::stats::Interval;
+use crate::experiment::ExperimentError;
 use crate::plot::{plot_accuracy_bands, Band};
 
 /// Fractions of the teacher's test accuracy whose token cost the report gives.
@@ -360,7 +361,7 @@ fn ratio_to(hits: &[(u64, f64, f64)], baseline: &[(u64, Option<(f64, f64)>)]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::Point;
+    use crate::experiment::data_efficiency::Point;
     use opdlm_training::Objective;
 
     /// A run whose checkpoint `i` has `100 (i + 1)` response tokens and these accuracies.

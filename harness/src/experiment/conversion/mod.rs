@@ -1,0 +1,382 @@
+//! A real chat model converted end to end (by default SmolLM2-135M-Instruct): OPDLM on
+//! the project's chat prompts ([`crate::chat_prompts`], train split), then the teacher
+//! (greedy AR), the unconverted model decoded with the block sampler ("before") and the
+//! converted student, all on the held-out test prompts. Every checkpoint is evaluated too
+//! (dynamic decoding at the rollout threshold, on the first `curve_prompts` test prompts),
+//! which gives the curves of agreement and tokens per forward against training tokens.
+//!
+//! Like the data-efficiency experiment it runs from one commit, and re-running the same
+//! command reuses what is done: a finished training run and every cached evaluation; an
+//! interrupted run resumes from its last checkpoint.
+
+mod figures;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::prelude::Backend;
+use opdlm_model::{load_pretrained, stop_tokens, ChatMessage, Pretrained, Transformer};
+use opdlm_training::{
+    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, TrainConfig,
+};
+
+use super::cache::cached;
+use super::{provenance, ExperimentError};
+use crate::chat_prompts::{chat_prompts, write_chat_prompts};
+use crate::eval::{evaluate, AnswerCheck, DecodeMode, EvalItem, EvalSettings};
+use crate::tasks::Split;
+
+pub use figures::{Figures, Reference};
+pub use report::{CurvePoint, Report};
+
+/// The conversion experiment's settings. [`Conversion::default`] is its default budget
+/// (the committed report's), measured to finish within two hours on two idle cores.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Conversion {
+    /// The chat model to convert (GGUF or Hugging Face directory); also the teacher.
+    pub teacher: PathBuf,
+    /// Training objective (OPDLM; `sft` is the baseline of the teacher's own responses).
+    pub objective: Objective,
+    /// Training steps.
+    pub steps: usize,
+    /// Prompts per step.
+    pub batch_size: usize,
+    /// Peak learning rate (cosine decay to a tenth of it).
+    pub lr: f64,
+    /// Distill on the teacher's top-k tokens (None: the full vocabulary).
+    pub top_k_logits: Option<usize>,
+    /// Block size of the student.
+    pub block_size: usize,
+    /// Rollout threshold γ; the curves decode with it too.
+    pub threshold: f32,
+    /// Longest rollout, and the generation limit of every evaluation.
+    pub max_tokens: usize,
+    /// Checkpoint (and curve point) every this many steps.
+    pub checkpoint_every: usize,
+    /// Seed of the prompt order and the rollouts.
+    pub seed: u64,
+    /// Training prompts generated (train split).
+    pub train_prompts: usize,
+    /// Held-out prompts of the final evaluation (test split).
+    pub test_prompts: usize,
+    /// The first this many test prompts are decoded at every checkpoint.
+    pub curve_prompts: usize,
+    /// The first this many test prompts are decoded one at a time for tok/s at batch 1.
+    pub batch1_prompts: usize,
+    /// Prompts decoded together in the evaluations.
+    pub eval_batch: usize,
+    /// Thresholds γ of the student's dynamic decoding rows.
+    pub thresholds: Vec<f32>,
+    /// Output directory: prompts/, run/, eval/, commit.txt, report.md, report.json, PNGs.
+    pub out: PathBuf,
+    /// Run with uncommitted code changes (the report then says so): for trying it out.
+    pub allow_uncommitted: bool,
+}
+
+impl Default for Conversion {
+    fn default() -> Self {
+        Self {
+            teacher: PathBuf::from(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            objective: Objective::Opdlm,
+            steps: 120,
+            batch_size: 8,
+            lr: 5e-5,
+            top_k_logits: Some(16),
+            block_size: opdlm_model::DEFAULT_BLOCK_SIZE,
+            threshold: 0.9,
+            max_tokens: 128,
+            checkpoint_every: 24,
+            seed: 0,
+            train_prompts: 2000,
+            test_prompts: 200,
+            curve_prompts: 48,
+            batch1_prompts: 8,
+            eval_batch: 25,
+            thresholds: vec![0.9, 0.7, 0.5],
+            out: PathBuf::from("runs/smollm2-conversion"),
+            allow_uncommitted: false,
+        }
+    }
+}
+
+/// Prompt generator seed: the same prompt sets whatever the run's seed.
+const PROMPT_SEED: u64 = 0;
+
+impl Conversion {
+    /// Rejects budgets that cannot run, before any model is loaded.
+    pub fn validate(&self) -> Result<(), ExperimentError> {
+        let counts = [self.train_prompts, self.test_prompts, self.curve_prompts];
+        if counts.contains(&0) || self.batch1_prompts == 0 || self.eval_batch == 0 {
+            let message = "--train-prompts, --test-prompts, --curve-prompts, --batch1-prompts and --eval-batch must be at least 1";
+            return Err(ExperimentError::Settings(message.into()));
+        }
+        if self.curve_prompts > self.test_prompts || self.batch1_prompts > self.test_prompts {
+            let message = format!(
+                "--curve-prompts ({}) and --batch1-prompts ({}) are taken from the {} test prompts",
+                self.curve_prompts, self.batch1_prompts, self.test_prompts
+            );
+            return Err(ExperimentError::Settings(message));
+        }
+        for mode in self.student_modes() {
+            let rule = mode.sampler.rule(mode.threshold);
+            rule.validate().map_err(|e| ExperimentError::Settings(format!("--thresholds: {e}")))?;
+        }
+        let mut config = self.train_config();
+        config.teacher = "teacher".into(); // checked when loaded, with its own error
+        config.validate().map_err(|e| ExperimentError::Settings(e.to_string()))
+    }
+
+    /// The training run: the chat template on, short warmup, the rollout length ramped
+    /// from 32 to `max_tokens` over the first quarter, every checkpoint kept.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            teacher: self.teacher.clone(),
+            prompts: self.out.join("prompts").join("train.jsonl"),
+            out: self.out.join("run"),
+            objective: self.objective,
+            chat: true,
+            block_size: self.block_size,
+            threshold: self.threshold,
+            top_k_logits: self.top_k_logits,
+            lr: self.lr,
+            final_lr: self.lr / 10.0,
+            warmup: (self.steps / 20).max(1),
+            batch_size: self.batch_size,
+            rollout_len_min: self.max_tokens.min(32),
+            rollout_len_max: self.max_tokens,
+            rollout_len_ramp: (self.steps / 4).max(1),
+            steps: self.steps,
+            checkpoint_every: self.checkpoint_every,
+            keep_checkpoints: 0,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Static, then dynamic at every threshold: the student's rows.
+    fn student_modes(&self) -> Vec<DecodeMode> {
+        let dynamic = self.thresholds.iter().map(|&t| DecodeMode::dynamic(t));
+        std::iter::once(DecodeMode::STATIC).chain(dynamic).collect()
+    }
+
+    /// Converts, evaluates and reports (reusing whatever is done). Returns the report's
+    /// Markdown.
+    pub fn run<B: Backend>(&self, device: &B::Device) -> Result<String, ExperimentError> {
+        self.validate()?;
+        let commit = provenance::experiment_commit(&self.out, self.allow_uncommitted)?;
+        let started = Instant::now();
+        let config = self.train_config();
+        let teacher = load_pretrained::<B>(&self.teacher, device)?;
+        let (messages, items) = self.test_items(&teacher)?;
+        let evaluator = Evaluator { conversion: self, teacher: &teacher, items: &items };
+        let reference = evaluator.teacher_reference()?;
+        // The unconverted model: `evaluate` decodes an AR model with shifted logits.
+        let before_model = &teacher.model;
+        let modes = [DecodeMode::STATIC, DecodeMode::dynamic(self.threshold)];
+        let before = evaluator.figures("before", before_model, &modes, &reference)?;
+        self.train_if_needed::<B>(&config, device)?;
+        let log = read_log(&config.out.join("metrics.jsonl"));
+        let mut curve = vec![evaluator.curve_point("before", before_model, 0, &log, &reference)?];
+        for epoch in 1..=config.epochs() {
+            let step = (epoch * config.checkpoint_every).min(config.steps);
+            let student = load_checkpoint_student::<B>(&config.out, epoch, device)
+                .map_err(|source| ExperimentError::Train { run: "conversion".into(), source })?;
+            let name = format!("checkpoint-{epoch}");
+            curve.push(evaluator.curve_point(&name, &student, step, &log, &reference)?);
+        }
+        let student = load_pretrained::<B>(&config.out.join("model"), device)?.model;
+        let student_figures =
+            evaluator.figures("student", &student, &self.student_modes(), &reference)?;
+        let report = Report {
+            commit,
+            settings: self.clone(),
+            training_tokens: curve.last().map_or(0.0, |p| p.training_tokens),
+            response_tokens: curve.last().map_or(0.0, |p| p.response_tokens),
+            training_seconds: log_seconds(&log),
+            teacher: reference.figures.clone(),
+            before,
+            student: student_figures,
+            curve,
+            sample_prompts: messages.into_iter().take(3).collect(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        report.write(&self.out)
+    }
+
+    /// The held-out test prompts (user messages) and their evaluation items, rendered by
+    /// the chat template; arithmetic is graded by its last number, the rest only by
+    /// agreement.
+    fn test_items<B: Backend>(
+        &self,
+        teacher: &Pretrained<B>,
+    ) -> Result<(Vec<String>, Vec<EvalItem>), ExperimentError> {
+        let prompts = chat_prompts(Split::Test, self.test_prompts, PROMPT_SEED);
+        let path = self.out.join("prompts").join("test.jsonl");
+        write_chat_prompts(&path, &prompts).map_err(|e| ExperimentError::io(&path, e))?;
+        let render = |message: &str| {
+            let turn = [ChatMessage::user(message.to_string())];
+            let shown = self.teacher.display();
+            teacher
+                .tokenizer
+                .render_chat(&turn, true)
+                .map_err(|e| ExperimentError::Settings(format!("{shown}: {e}")))
+        };
+        let items = prompts
+            .iter()
+            .map(|p| {
+                let (answer, check) = match &p.answer {
+                    Some(answer) => (answer.clone(), AnswerCheck::LastNumber),
+                    None => (String::new(), AnswerCheck::Ungraded),
+                };
+                Ok(EvalItem { prompt: render(&p.prompt)?, answer, check })
+            })
+            .collect::<Result<_, ExperimentError>>()?;
+        Ok((prompts.into_iter().map(|p| p.prompt).collect(), items))
+    }
+
+    /// Trains unless the run finished; resumes an interrupted one. The training prompts
+    /// are written first (the same set whatever the seed).
+    fn train_if_needed<B: Backend>(
+        &self,
+        config: &TrainConfig,
+        device: &B::Device,
+    ) -> Result<(), ExperimentError> {
+        let done = latest_checkpoint(&config.out);
+        if config.out.join("model").exists() && done >= config.epochs() {
+            return Ok(());
+        }
+        let prompts = chat_prompts(Split::Train, self.train_prompts, PROMPT_SEED);
+        write_chat_prompts(&config.prompts, &prompts)
+            .map_err(|e| ExperimentError::io(&config.prompts, e))?;
+        let note = if done > 0 { " (resuming)" } else { "" };
+        eprintln!("\n== converting {}: {} steps{note} ==", self.teacher.display(), config.steps);
+        train::<Autodiff<B>>(config, device, done > 0)
+            .map_err(|source| ExperimentError::Train { run: "conversion".into(), source })?;
+        Ok(())
+    }
+}
+
+/// Seconds the training steps took (rollout, teacher and student phases), from the log.
+fn log_seconds(log: &[serde_json::Value]) -> f64 {
+    let phases = ["rollout_seconds", "teacher_seconds", "student_seconds"];
+    log.iter().map(|line| phases.iter().filter_map(|k| line[*k].as_f64()).sum::<f64>()).sum()
+}
+
+/// The evaluations of one experiment: the same test items, the same teacher scoring every
+/// output, results cached under `out/eval/`.
+struct Evaluator<'a, B: Backend> {
+    conversion: &'a Conversion,
+    teacher: &'a Pretrained<B>,
+    items: &'a [EvalItem],
+}
+
+impl<B: Backend> Evaluator<'_, B> {
+    fn stops(&self) -> Vec<u32> {
+        stop_tokens(&self.teacher.model.config().eos_token_ids, &self.teacher.tokenizer)
+    }
+
+    fn settings(&self, modes: &[DecodeMode], batch_size: usize) -> EvalSettings {
+        EvalSettings {
+            block_size: self.conversion.block_size,
+            max_new_tokens: self.conversion.max_tokens,
+            batch_size,
+            modes: modes.to_vec(),
+        }
+    }
+
+    fn cache_key(&self, items: usize, modes: &[DecodeMode]) -> String {
+        let c = self.conversion;
+        let labels: Vec<String> = modes.iter().map(|m| m.label()).collect();
+        format!(
+            "{items} prompts, {} at batch 1, batch {}, B {}, {} tokens, {}",
+            c.batch1_prompts,
+            c.eval_batch,
+            c.block_size,
+            c.max_tokens,
+            labels.join("/")
+        )
+    }
+
+    /// The teacher's greedy AR responses (every other row's reference) and figures.
+    fn teacher_reference(&self) -> Result<Reference, ExperimentError> {
+        let path = self.conversion.out.join("eval").join("teacher.json");
+        let key = self.cache_key(self.items.len(), &[DecodeMode::AR]);
+        cached(&path, &key, || {
+            eprintln!("teacher: greedy AR on {} test prompts", self.items.len());
+            let [batched, batch1] = self.decode(&self.teacher.model, &[DecodeMode::AR], true)?;
+            let outputs = batched[0].outputs.clone();
+            let figures = Figures::of(&batched[0], batch1.first(), &outputs);
+            Ok(Reference { outputs, figures })
+        })
+    }
+
+    /// Figures of `model` under each mode on every test item, cached as `eval/<name>.json`.
+    fn figures(
+        &self,
+        name: &str,
+        model: &Transformer<B>,
+        modes: &[DecodeMode],
+        reference: &Reference,
+    ) -> Result<Vec<(String, Figures)>, ExperimentError> {
+        let path = self.conversion.out.join("eval").join(format!("{name}.json"));
+        cached(&path, &self.cache_key(self.items.len(), modes), || {
+            eprintln!("{name}: {} modes on {} test prompts", modes.len(), self.items.len());
+            let [batched, batch1] = self.decode(model, modes, true)?;
+            Ok(modes
+                .iter()
+                .zip(&batched)
+                .zip(&batch1)
+                .map(|((mode, b), one)| {
+                    (figures::mode_key(*mode), Figures::of(b, Some(one), &reference.outputs))
+                })
+                .collect())
+        })
+    }
+
+    /// One point of the curves: `model` at the rollout threshold on the first
+    /// `curve_prompts` test items, after `step` steps.
+    fn curve_point(
+        &self,
+        name: &str,
+        model: &Transformer<B>,
+        step: usize,
+        log: &[serde_json::Value],
+        reference: &Reference,
+    ) -> Result<CurvePoint, ExperimentError> {
+        let n = self.conversion.curve_prompts;
+        let mode = [DecodeMode::dynamic(self.conversion.threshold)];
+        let path = self.conversion.out.join("eval").join(format!("curve-{name}.json"));
+        let figures = cached(&path, &self.cache_key(n, &mode), || {
+            let items = &self.items[..n];
+            let evaluator = Evaluator { conversion: self.conversion, teacher: self.teacher, items };
+            let [batched, _] = evaluator.decode(model, &mode, false)?;
+            Ok(Figures::of(&batched[0], None, &reference.outputs[..n]))
+        })?;
+        Ok(CurvePoint::new(step, log, figures))
+    }
+
+    /// Every mode over all items at the evaluation batch (scored by the teacher), and,
+    /// with `batch1`, over the first `batch1_prompts` items one at a time (speed only).
+    fn decode(
+        &self,
+        model: &Transformer<B>,
+        modes: &[DecodeMode],
+        batch1: bool,
+    ) -> Result<[Vec<crate::eval::ModeResult>; 2], ExperimentError> {
+        let tokenizer = &self.teacher.tokenizer;
+        let stops = self.stops();
+        let settings = self.settings(modes, self.conversion.eval_batch);
+        let teacher = Some(&self.teacher.model);
+        let batched = evaluate(model, tokenizer, teacher, self.items, &settings, &stops)?;
+        let single = match batch1 {
+            true => {
+                let items = &self.items[..self.conversion.batch1_prompts];
+                evaluate(model, tokenizer, None, items, &self.settings(modes, 1), &stops)?
+            }
+            false => Vec::new(),
+        };
+        Ok([batched, single])
+    }
+}
