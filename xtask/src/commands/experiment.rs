@@ -26,8 +26,8 @@ pub enum Experiment {
     Smollm2(Box<ConversionArgs>),
 }
 
-/// Flags of `cargo xtask experiment smollm2`. The defaults are the committed report's
-/// budget (`reports/smollm2-conversion/`), sized to finish within 2 hours on 2 idle cores.
+/// Flags of `cargo xtask experiment smollm2`. The defaults are its budget, sized from
+/// pilot runs to finish within 2 hours on 2 idle cores.
 #[derive(Debug, Args)]
 pub struct ConversionArgs {
     /// The chat model to convert (GGUF or HF directory); fetched when it is the default.
@@ -57,6 +57,12 @@ pub struct ConversionArgs {
     /// Longest rollout, and every evaluation's generation limit.
     #[arg(long, default_value_t = Conversion::default().max_tokens)]
     pub max_tokens: usize,
+    /// Longest rollout at the first step (the rollout-length curriculum's start).
+    #[arg(long, default_value_t = Conversion::default().rollout_len_min)]
+    pub rollout_len_min: usize,
+    /// Steps over which the longest rollout grows to --max-tokens.
+    #[arg(long, default_value_t = Conversion::default().rollout_len_ramp)]
+    pub rollout_len_ramp: usize,
     /// Checkpoint, and evaluate for the curves, every N steps.
     #[arg(long, default_value_t = Conversion::default().checkpoint_every)]
     pub checkpoint_every: usize,
@@ -106,6 +112,8 @@ impl ConversionArgs {
             block_size: self.block_size,
             threshold: self.threshold,
             max_tokens: self.max_tokens,
+            rollout_len_min: self.rollout_len_min,
+            rollout_len_ramp: self.rollout_len_ramp,
             checkpoint_every: self.checkpoint_every,
             seed: self.seed,
             train_prompts: self.train_prompts,
