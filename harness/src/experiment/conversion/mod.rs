@@ -83,16 +83,18 @@ pub struct Conversion {
 impl Default for Conversion {
     /// The budget, from two pilot runs on the 2-core CPU (at 58b0272): a step of 8
     /// prompts costs about 65 s at 64-token rollouts (rollout ≈ 28 s, student
-    /// forward+backward ≈ 26 s, teacher ≈ 5 s), and the final evaluation of four modes
-    /// on 200 prompts about 40 min while the student writes to the limit. 60 steps
-    /// (≈ 40k training tokens) leave the whole run under two hours. The learning rate lies
-    /// between the pilots' 3e-5 (slow) and 2e-4 (collapsed to repeated newlines when
-    /// rollouts grew to 128 tokens within 3 steps); it is not swept.
+    /// forward+backward ≈ 26 s, teacher ≈ 5 s), and ≈ 40 s on average while the rollout
+    /// length ramps up; a curve point about 1.5 min; the final evaluation of four modes on
+    /// 200 prompts about 40 min while the student writes to the limit (15.7 tok/s static,
+    /// 23 tok/s dynamic at batch 16). 50 steps (≈ 36k training tokens) put the estimate
+    /// at about 110 min. The learning rate lies between the pilots' 3e-5 (no progress in
+    /// 16 steps) and 2e-4 (collapsed to repeated newlines when rollouts grew to 128 tokens
+    /// within 3 steps); it is not swept.
     fn default() -> Self {
         Self {
             teacher: PathBuf::from(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
             objective: Objective::Opdlm,
-            steps: 60,
+            steps: 50,
             batch_size: 8,
             lr: 1e-4,
             top_k_logits: Some(16),
@@ -100,8 +102,8 @@ impl Default for Conversion {
             threshold: 0.9,
             max_tokens: 64,
             rollout_len_min: 16,
-            rollout_len_ramp: 30,
-            checkpoint_every: 15,
+            rollout_len_ramp: 25,
+            checkpoint_every: 10,
             seed: 0,
             train_prompts: 2000,
             test_prompts: 200,
