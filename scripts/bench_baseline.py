@@ -15,13 +15,15 @@ What is measured, with the same token ids, weights (f32) and thread count as our
   transformers: per block, a forward over the pending committed slots plus the active block
   against a `DynamicCache` with a custom 4-D block-causal mask, the cache cropped back to the
   committed prefix after each pass;
-- one OPDLM training step: student rollout (dynamic γ, temperature from the plan), one state
-  per block, teacher pass (causal), student pass on the BD3LM layout [prompt | x0 | x_t],
-  forward KL over the full vocabulary, backward, clip_grad_norm_(1.0), AdamW.
+- one OPDLM training step on the plan's batch of prompts (one token length): one batched
+  student rollout (dynamic γ, temperature from the plan, rows in lockstep), one state per
+  block per row, one causal teacher pass, one student pass on the BD3LM layout
+  [prompt | x0 | x_t], forward KL over the teacher's top-k tokens (or the full vocabulary),
+  backward, clip_grad_norm_(1.0), AdamW.
 Peak memory is the process's VmHWM, reset before each phase through /proc/self/clear_refs.
 
 Requirements: pip install torch --index-url https://download.pytorch.org/whl/cpu; pip install
-transformers gguf (gguf only for .gguf models).
+transformers gguf accelerate (gguf and accelerate only for .gguf models).
 """
 
 from __future__ import annotations
@@ -160,45 +162,50 @@ def block_causal_mask(queries: range, keys: int, block: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def diffusion_decode(model, prompt, new, block, rule, threshold, shift, mask_id, temperature=0.0, generator=None) -> dict:
-    """The block-diffusion sampler of `inference/src/block_diffusion.rs` for one sequence."""
+def diffusion_decode(model, prompts, new, block, rule, threshold, shift, mask_id, temperature=0.0, generator=None) -> dict:
+    """The block-diffusion sampler of `inference/src/block_diffusion.rs`, rows in lockstep
+    as ours: each forward takes every row's window, and a block ends when every row has
+    committed it. The prompts share one length, so the rows share windows and positions."""
     started = time.perf_counter()
-    p, total = len(prompt), len(prompt) + new
-    slots = list(prompt) + [None] * new
-    unmask_step = [0] * total
+    p = len(prompts[0])
+    assert all(len(prompt) == p for prompt in prompts), "prompts of one length"
+    total, batch = p + new, len(prompts)
+    rows = [list(prompt) + [None] * new for prompt in prompts]
+    unmask_step = [[0] * total for _ in prompts]
     cache = DynamicCache(config=model.config)
     cache_len, carry, steps, forwards = 0, None, 0, 0
     block_start = p // block * block
     while block_start < total:
         block_end = min(block_start + block, total)
-        masked = [s for s in range(block_start, block_end) if slots[s] is None]
-        schedule = static_schedule(len(masked), block)
+        masked = [[s for s in range(block_start, block_end) if row[s] is None] for row in rows]
+        schedule = static_schedule(len(masked[0]), block)  # rows share the block's shape
         block_step = 0
         window_end = block_start if shift and block == 1 else block_end
-        while masked:
-            # 1. Forward the pending committed slots and the active block against the cache.
+        while any(masked):
+            # 1. Forward every row's pending committed slots and active block against the cache.
             window = range(cache_len, window_end)
-            tokens = [mask_id if slots[s] is None else slots[s] for s in window]
+            tokens = [[mask_id if row[s] is None else row[s] for s in window] for row in rows]
             out = model.model(
-                input_ids=ids(tokens),
-                position_ids=torch.tensor([list(window)]),
+                input_ids=torch.tensor(tokens, dtype=torch.long),
+                position_ids=torch.tensor([list(window)] * batch),
                 attention_mask=block_causal_mask(window, window_end, block),
                 **cache_kwargs(cache),
                 use_cache=True,
             )
             forwards += 1
-            hidden = out.last_hidden_state[0]
+            hidden = out.last_hidden_state
             pending = block_start - cache_len
             crop_to(cache, block_start)
             if shift and pending > 0:
-                carry = hidden[pending - 1]
+                carry = hidden[:, pending - 1]
             cache_len = block_start
-            # 2. The hidden state that predicts each masked slot.
-            rows = []
-            for s in masked:
+            # 2. The hidden state that predicts each masked slot, all rows in one projection.
+            picks = [(b, s) for b in range(batch) for s in masked[b]]
+            states = []
+            for b, s in picks:
                 source = s - int(shift)
-                rows.append(hidden[source - window.start] if window.start <= source < window_end else carry)
-            logits = model.lm_head(torch.stack(rows))
+                states.append(hidden[b, source - window.start] if window.start <= source < window_end else carry[b])
+            logits = model.lm_head(torch.stack(states))
             logits[:, mask_id] = float("-inf")
             probs = logits.softmax(-1)
             if temperature == 0:
@@ -207,22 +214,32 @@ def diffusion_decode(model, prompt, new, block, rule, threshold, shift, mask_id,
                 chosen = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator).squeeze(1)
                 conf = probs.gather(1, chosen.unsqueeze(1)).squeeze(1)
             conf, chosen = conf.tolist(), chosen.tolist()
-            # 3. Commit.
+            # 3. Commit, row by row.
             last = block_step + 1 >= len(schedule)
-            floor = len(masked) if last else schedule[block_step]
-            for i in commit(rule, threshold, conf, floor):
-                slots[masked[i]] = chosen[i]
-                unmask_step[masked[i]] = steps
+            first = 0
+            for b in range(batch):
+                n = len(masked[b])
+                if n:
+                    floor = n if last else schedule[block_step]
+                    for i in commit(rule, threshold, conf[first:first + n], floor):
+                        rows[b][masked[b][i]] = chosen[first + i]
+                        unmask_step[b][masked[b][i]] = steps
+                first += n
             steps += 1
             block_step += 1
-            masked = [s for s in masked if slots[s] is None]
+            masked = [[s for s in m if rows[b][s] is None] for b, m in enumerate(masked)]
         block_start = block_end
     return {
-        "tokens": slots[p:],
-        "first_unmask_step": unmask_step[p:],
+        "tokens": [row[p:] for row in rows],
+        "first_unmask_step": [steps_of[p:] for steps_of in unmask_step],
         "forwards": forwards,
         "seconds": time.perf_counter() - started,
     }
+
+
+def single(out: dict) -> dict:
+    """A one-row decoding's result with the row unwrapped."""
+    return {**out, "tokens": out["tokens"][0], "first_unmask_step": out["first_unmask_step"][0]}
 
 
 # --- training step ------------------------------------------------------------------------
@@ -262,40 +279,56 @@ def log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     return logits.log_softmax(-1)
 
 
+def divergence(teacher: torch.Tensor, student: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Forward KL per slot, over the teacher's top-k tokens (unrenormalised) or all."""
+    if top_k > 0:
+        teacher, chosen = teacher.topk(top_k, -1)
+        student = student.gather(-1, chosen)
+    return (teacher.exp() * (teacher - student)).sum(-1)
+
+
 def train_step(model, plan: dict) -> dict:
     train, block, mask_id = plan["train"], plan["block_size"], plan["mask_token_id"]
-    prompt, p = plan["prompt"], len(plan["prompt"])
+    prompts = train["prompts"]
+    n, p = len(prompts), len(prompts[0])
     generator = torch.Generator().manual_seed(train["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=train["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     reset_peak_rss()
     started = time.perf_counter()
 
-    # 1. Student rollout (no logit shift: a student predicts slot i at position i).
-    rollout = diffusion_decode(model, prompt, train["rollout_len"], block, "dynamic", plan["threshold"], False, mask_id,
+    # 1. One batched student rollout (no logit shift: a student predicts slot i at position i).
+    rollout = diffusion_decode(model, prompts, train["rollout_len"], block, "dynamic", plan["threshold"], False, mask_id,
                                train["temperature"], generator)
-    response, r = rollout["tokens"], len(rollout["tokens"])
+    responses, r = rollout["tokens"], train["rollout_len"]
     rollout_seconds = time.perf_counter() - started
 
-    # 2. State x_t: one visited state per block.
-    masked = select_masked(rollout["first_unmask_step"], p, block, generator)
-    slots = [j for j in range(r) if masked[j]]
+    # 2. State x_t of each row: one visited state per block.
+    masked = [select_masked(steps, p, block, generator) for steps in rollout["first_unmask_step"]]
+    picks = [(b, j) for b in range(n) for j in range(r) if masked[b][j]]
+    rows = torch.tensor([b for b, _ in picks])
+    # Each row's loss is its slots' mean; the step's is the mean over rows.
+    per_row = [sum(1 for c, _ in picks if c == b) for b in range(n)]
+    weights = torch.tensor([1.0 / (per_row[b] * n) for b, _ in picks])
 
-    # 3. Teacher: causal pass on [prompt | x0[:-1]]; position p + j - 1 predicts slot j.
+    # 3. Teacher: one causal pass on [prompt | x0[:-1]]; position p + j - 1 predicts slot j.
     t0 = time.perf_counter()
     with torch.no_grad():
-        hidden = model.model(input_ids=ids(prompt + response[:-1])).last_hidden_state[0]
-        teacher = log_probs(model.lm_head(hidden[[p + j - 1 for j in slots]]), mask_id)
+        inputs = torch.tensor([prompt + response[:-1] for prompt, response in zip(prompts, responses)])
+        hidden = model.model(input_ids=inputs).last_hidden_state
+        teacher = log_probs(model.lm_head(hidden[rows, torch.tensor([p + j - 1 for _, j in picks])]), mask_id)
     teacher_seconds = time.perf_counter() - t0
 
-    # 4. Student on [prompt | x0 | x_t], forward KL(teacher || student), backward.
+    # 4. Student: one pass on [prompt | x0 | x_t] for the batch, forward KL, backward.
     t0 = time.perf_counter()
     noisy_start = p // block * block
-    noisy = [mask_id if masked[j] else response[j] for j in range(r)]
-    packed = prompt + response + prompt[noisy_start:] + noisy
+    packed = [prompt + response + prompt[noisy_start:] + [mask_id if m else t for t, m in zip(response, masks)]
+              for prompt, response, masks in zip(prompts, responses, masked)]
     positions, mask = training_mask(p, r, block)
-    hidden = model.model(input_ids=ids(packed), position_ids=positions, attention_mask=mask).last_hidden_state[0]
-    student = log_probs(model.lm_head(hidden[[(p + r) + (p - noisy_start) + j for j in slots]]), mask_id)
-    loss = (teacher.exp() * (teacher - student)).sum(-1).mean()
+    hidden = model.model(input_ids=torch.tensor(packed), position_ids=positions.expand(n, -1),
+                         attention_mask=mask).last_hidden_state
+    at = torch.tensor([(p + r) + (p - noisy_start) + j for _, j in picks])
+    student = log_probs(model.lm_head(hidden[rows, at]), mask_id)
+    loss = (divergence(teacher, student, train["top_k"]) * weights).sum()
     loss.backward()
     student_seconds = time.perf_counter() - t0
 
@@ -311,7 +344,7 @@ def train_step(model, plan: dict) -> dict:
         "student_seconds": student_seconds,
         "optimizer_seconds": optimizer_seconds,
         "total_seconds": time.perf_counter() - started,
-        "rollout_tokens": r,
+        "rollout_tokens": n * r,
         "rollout_forwards": rollout["forwards"],
         "loss": loss.item(),
         "peak_rss_mib": peak_rss_mib(),
@@ -367,8 +400,8 @@ def main() -> None:
     runs = [
         ("prefill", timed_prefill),
         ("ar", timed(lambda: autoregressive(model, prompt, new, mask_id))),
-        ("static", timed(lambda: diffusion_decode(model, prompt, new, block, "static", plan["threshold"], shift, mask_id))),
-        ("dynamic", timed(lambda: diffusion_decode(model, prompt, new, block, "dynamic", plan["threshold"], shift, mask_id))),
+        ("static", timed(lambda: single(diffusion_decode(model, [prompt], new, block, "static", plan["threshold"], shift, mask_id)))),
+        ("dynamic", timed(lambda: single(diffusion_decode(model, [prompt], new, block, "dynamic", plan["threshold"], shift, mask_id)))),
     ]
     for phase, run in runs:
         measured[phase] = best_of(plan["repeats"], run)

@@ -24,6 +24,8 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
+use opdlm_harness::chat_prompts::chat_prompts;
+use opdlm_harness::tasks::split::Split;
 use opdlm_model::{load_tokenizer, ChatMessage, ModelConfig};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
@@ -78,9 +80,17 @@ pub struct BenchArgs {
     /// Timed repetitions of prefill and each decoding run (the fastest is reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// Rollout length of the training step.
+    /// Prompts of the training step (the conversion's batch: `experiment smollm2`
+    /// trains on 8 chat prompts per step). They share one token length; see `train_prompts`.
     #[arg(long, default_value_t = 8)]
+    pub train_batch: usize,
+    /// Rollout length of the training step, per prompt (the conversion's longest rollout).
+    #[arg(long, default_value_t = 64)]
     pub train_rollout_len: usize,
+    /// The training step distils on the teacher's top-k tokens (the conversion's 16);
+    /// 0: the full vocabulary.
+    #[arg(long, default_value_t = 16)]
+    pub train_top_k: usize,
     /// Skip the training step.
     #[arg(long)]
     pub no_train: bool,
@@ -272,15 +282,19 @@ fn run_worker(
 }
 
 fn jobs(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Job>> {
-    let train = (!args.no_train).then_some(TrainPlan {
-        rollout_len: args.train_rollout_len,
-        temperature: 1.0,
-        lr: 1e-5,
-        seed: args.seed,
-    });
+    let train = |prompts: Vec<Vec<u32>>| {
+        (!args.no_train).then_some(TrainPlan {
+            prompts,
+            rollout_len: args.train_rollout_len,
+            top_k: args.train_top_k,
+            temperature: 1.0,
+            lr: 1e-5,
+            seed: args.seed,
+        })
+    };
     let plan = |name: String,
                 model: PathBuf,
-                prompt: Vec<u32>,
+                (prompt, train_prompts): (Vec<u32>, Vec<Vec<u32>>),
                 tokenizer_vocab: usize,
                 config: Option<ModelConfig>| {
         let prefill = prompt.iter().copied().cycle().take(args.prefill_tokens).collect();
@@ -298,7 +312,7 @@ fn jobs(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Job>> {
             threshold: args.threshold,
             repeats: args.repeats,
             threads,
-            train: train.clone(),
+            train: train(train_prompts),
         }
     };
     let mut plans = Vec::new();
@@ -308,7 +322,8 @@ fn jobs(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Job>> {
             .then(|| ModelConfig::from_file(&model.join("config.json")))
             .transpose()?;
         let (prompt, vocab) = chat_prompt(model, &args.prompt)?;
-        plans.push(plan(file_stem(model), model.clone(), prompt, vocab, config));
+        let prompts = (prompt, train_prompts(model, args.train_batch, args.seed)?);
+        plans.push(plan(file_stem(model), model.clone(), prompts, vocab, config));
     } else {
         for m in &args.models {
             match m {
@@ -316,14 +331,17 @@ fn jobs(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Job>> {
                     let gguf = crate::repo::smollm2_gguf(&args.smollm2)
                         .context("pass --smollm2 PATH or --models qwen3")?;
                     let (prompt, vocab) = chat_prompt(&gguf, &args.prompt)?;
-                    plans.push(plan("smollm2-135m".into(), gguf, prompt, vocab, None));
+                    let prompts = (prompt, train_prompts(&gguf, args.train_batch, args.seed)?);
+                    plans.push(plan("smollm2-135m".into(), gguf, prompts, vocab, None));
                 }
                 BenchModel::Qwen3 => {
                     let dir = random_model::qwen3_0_6b(&args.cache, args.seed)?;
                     let vocab = random_model::QWEN3_TOKENIZER_VOCAB;
-                    let prompt =
-                        random_model::random_ids(args.random_prompt_tokens, vocab, args.seed);
-                    plans.push(plan("qwen3-0.6b-random".into(), dir, prompt, vocab, None));
+                    let random =
+                        |seed| random_model::random_ids(args.random_prompt_tokens, vocab, seed);
+                    let batch = (0..args.train_batch as u64).map(|i| random(args.seed + i));
+                    let prompts = (random(args.seed), batch.collect());
+                    plans.push(plan("qwen3-0.6b-random".into(), dir, prompts, vocab, None));
                 }
             }
         }
@@ -344,6 +362,38 @@ fn chat_prompt(model: &Path, message: &str) -> anyhow::Result<(Vec<u32>, usize)>
         .render_chat(&[ChatMessage::user(message.to_string())], true)
         .unwrap_or_else(|_| message.to_string());
     Ok((tokenizer.encode(&text)?, tokenizer.vocab_size()))
+}
+
+/// Prompts in which to try lengths until `batch` of them share one token length.
+const TRAIN_PROMPT_POOL: usize = 400;
+
+/// The training step's `batch` prompts: the conversion's chat prompts (train split), the
+/// first `batch` of the most common token length among the first [`TRAIN_PROMPT_POOL`].
+/// One length lets the PyTorch baseline batch every pass without padding; the conversion
+/// itself mixes lengths, which our step packs into one student pass per length.
+fn train_prompts(model: &Path, batch: usize, seed: u64) -> anyhow::Result<Vec<Vec<u32>>> {
+    let tokenizer = load_tokenizer(model)
+        .with_context(|| format!("loading the tokenizer of {}", model.display()))?;
+    let mut by_len: std::collections::BTreeMap<usize, Vec<Vec<u32>>> = Default::default();
+    for prompt in chat_prompts(Split::Train, TRAIN_PROMPT_POOL, seed) {
+        let message = [ChatMessage::user(prompt.prompt.clone())];
+        let text = tokenizer.render_chat(&message, true).unwrap_or(prompt.prompt);
+        let ids = tokenizer.encode(&text)?;
+        by_len.entry(ids.len()).or_default().push(ids);
+    }
+    // The most common length; the shorter one on a tie (BTreeMap order, `max_by_key` keeps
+    // the last maximum, hence the reversal).
+    let (_, mut prompts) = (by_len.into_iter().rev())
+        .max_by_key(|(_, prompts)| prompts.len())
+        .context("no training prompts")?;
+    if prompts.len() < batch {
+        bail!(
+            "only {} of {TRAIN_PROMPT_POOL} chat prompts share a token length; --train-batch {batch} needs that many",
+            prompts.len()
+        );
+    }
+    prompts.truncate(batch);
+    Ok(prompts)
 }
 
 /// A model's name for file names: a directory's name, or a file's name without extension.

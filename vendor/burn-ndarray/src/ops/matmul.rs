@@ -1,10 +1,12 @@
 use crate::UnsafeSharedRef;
-use crate::{NdArrayElement, ShapeOps, SharedArray, iter_range_par, ops::NdArrayOps, run_par};
+use crate::{NdArrayElement, ShapeOps, SharedArray, iter_range_par, ops::NdArrayOps};
 
 use alloc::{vec, vec::Vec};
 use burn_backend::ElementConversion;
 use burn_backend::Shape;
 use ndarray::{IxDyn, s};
+#[cfg(feature = "multi-threads")]
+use rayon::prelude::*;
 
 pub(crate) fn matmul<E: NdArrayElement>(
     lhs: SharedArray<E>,
@@ -32,11 +34,16 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let alpha: E = 1.0.elem();
     let beta: E = 0.0.elem();
 
-    let out = run_par!(|| {
+    // No `run_par!` around the products: `rayon::scope` moves the call onto a pool thread
+    // and back, and that hand-off on every product made AR decoding 30 % slower.
+    let out = {
         let mut out_array = ndarray::Array3::<E>::zeros((num_out_batches, m, n));
         let unsafe_shared_out_array = UnsafeSharedRef::new(&mut out_array);
 
-        iter_range_par!(0, num_out_batches).for_each(|out_batch| {
+        // The batch loop goes over the threads only when the whole product is worth waking
+        // them: decoding multiplies nine tiny per-head matrices per layer, and waking the
+        // pool for those costs more than the products.
+        let run_batch = |out_batch: usize| {
             // Here, we:
             //   1. Un-flatten the output batch into a component-based batch index.
             //   2. Use the strides for left and right batch indices to convert it to a flattened
@@ -68,10 +75,17 @@ pub(crate) fn matmul<E: NdArrayElement>(
                     )
                 }
             }
-        });
+        };
+        let parallel_batches = num_out_batches > 1
+            && num_out_batches * m * n * k >= GEMM_PARALLEL_MIN_OPS;
+        if parallel_batches {
+            iter_range_par!(0, num_out_batches).for_each(run_batch);
+        } else {
+            (0..num_out_batches).for_each(run_batch);
+        }
 
         out_array.into_shared().into_dyn()
-    });
+    };
 
     NdArrayOps::reshape(out, out_shape)
 }

@@ -40,7 +40,7 @@ pub fn availability(repo: &Path) -> Result<String, String> {
         Ok(out) if !out.status.success() => {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.lines().last().unwrap_or("import failed").to_string();
-            Err(format!("{} cannot import torch and transformers ({last}); pip install torch --index-url https://download.pytorch.org/whl/cpu transformers gguf", python()))
+            Err(format!("{} cannot import torch and transformers ({last}); pip install torch --index-url https://download.pytorch.org/whl/cpu transformers gguf accelerate", python()))
         }
         Ok(out) => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
     }

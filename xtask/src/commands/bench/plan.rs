@@ -39,12 +39,19 @@ pub struct Plan {
     pub train: Option<TrainPlan>,
 }
 
-/// One OPDLM step on one prompt: student rollout (dynamic γ, no stop tokens, exactly
-/// `rollout_len` tokens), per-block state selection, teacher pass, student forward and
-/// backward (forward KL over the full vocabulary), gradient clipping at 1.0, AdamW.
+/// One OPDLM step on a batch of prompts, the shape of a conversion step: one batched
+/// student rollout (dynamic γ, no stop tokens, exactly `rollout_len` tokens per prompt),
+/// per-block state selection, one teacher pass, one student forward and backward
+/// (forward KL over the teacher's top-k tokens, or the full vocabulary), gradient
+/// clipping at 1.0, AdamW.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainPlan {
+    /// The step's prompts, all of one token length (see `train_prompts` in the bench), so
+    /// that both implementations batch every pass without padding.
+    pub prompts: Vec<Vec<u32>>,
     pub rollout_len: usize,
+    /// Forward KL over the teacher's `top_k` most likely tokens; 0: the full vocabulary.
+    pub top_k: usize,
     /// Rollout sampling temperature (1.0 as in the paper's training rollouts).
     pub temperature: f32,
     pub lr: f64,
@@ -89,7 +96,9 @@ pub struct TrainTiming {
     /// Gradient clipping and the AdamW update.
     pub optimizer_seconds: f64,
     pub total_seconds: f64,
+    /// Response tokens over the batch.
     pub rollout_tokens: usize,
+    /// Forward passes of the batched rollout (each takes every row's window).
     pub rollout_forwards: usize,
     pub loss: f64,
     pub peak_rss_mib: Option<f64>,

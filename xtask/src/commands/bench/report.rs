@@ -82,13 +82,13 @@ fn rows(plan: &Plan) -> Vec<Row> {
     if let Some(t) = &plan.train {
         rows.extend([
             row(
-                format!("train step s (rollout {} tokens)", t.rollout_len),
+                format!("train step s ({} × {} tokens)", t.prompts.len(), t.rollout_len),
                 Better::Lower,
                 2,
                 |m| train(m, |t| t.total_seconds),
             ),
             row("· rollout s", Better::Lower, 2, |m| train(m, |t| t.rollout_seconds)),
-            row("· rollout forwards", Better::Neither, 0, |m| {
+            row("· rollout forwards (batched)", Better::Neither, 0, |m| {
                 train(m, |t| t.rollout_forwards as f64)
             }),
             row("· teacher s", Better::Lower, 2, |m| train(m, |t| t.teacher_seconds)),
@@ -158,7 +158,12 @@ fn model_section(r: &ModelReport) -> String {
         p.repeats
     );
     if let Some(t) = &p.train {
-        md.push_str(&format!(" Training step: OPDLM, 1 prompt, rollout {} tokens at temperature {}, forward KL over the full vocabulary, AdamW.", t.rollout_len, t.temperature));
+        let kl = match t.top_k {
+            0 => "the full vocabulary".to_string(),
+            k => format!("the teacher's top-{k} tokens"),
+        };
+        let p_len = t.prompts.first().map_or(0, Vec::len);
+        md.push_str(&format!(" Training step: OPDLM, {} prompts of {p_len} tokens, one batched rollout of {} tokens each at temperature {}, forward KL over {kl}, AdamW.", t.prompts.len(), t.rollout_len, t.temperature));
     }
     md.push('\n');
     let theirs = r.baseline.as_ref().ok();

@@ -113,7 +113,7 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
     started.elapsed().as_secs_f64()
 }
 
-/// One OPDLM step through the training crate's `TrainStep` (the timing split is its
+/// One OPDLM step on the plan's prompt batch through the training crate's `TrainStep` (the timing split is its
 /// `StepOutput`), then clipping and AdamW through `TrainStep::optimize`.
 fn train_step<B: Backend>(
     model: Transformer<Autodiff<B>>,
@@ -133,6 +133,7 @@ fn train_step<B: Backend>(
         rollout_len_max: train.rollout_len,
         rollout_len_ramp: 0,
         rollout_len_shape: RampShape::Linear,
+        top_k_logits: (train.top_k > 0).then_some(train.top_k),
         ..TrainConfig::default()
     };
     let guard = std::sync::Arc::new(NumericGuard::new(usize::MAX, Interrupter::new()));
@@ -140,7 +141,9 @@ fn train_step<B: Backend>(
     let mut optimizer = optimizer();
     let batch = PromptBatch {
         step: 0,
-        items: vec![PromptItem { prompt: plan.prompt.clone(), response: None }],
+        items: (train.prompts.iter())
+            .map(|prompt| PromptItem { prompt: prompt.clone(), response: None })
+            .collect(),
         seed: train.seed,
     };
 
@@ -155,6 +158,9 @@ fn train_step<B: Backend>(
     drop(distiller);
     let item = output.item;
     let rollout_tokens = (item.rollout_len * item.batch_size as f64).round() as usize;
+    // Row forwards over the batch; every row lives to the end (no stop tokens), so this
+    // divided by the batch is the batched rollout's forward passes.
+    let row_forwards = rollout_tokens as f64 / item.rollout_tokens_per_forward.max(1e-9);
     Ok(TrainTiming {
         rollout_seconds: item.rollout_seconds,
         teacher_seconds: item.teacher_seconds,
@@ -162,8 +168,7 @@ fn train_step<B: Backend>(
         optimizer_seconds,
         total_seconds: step_seconds + optimizer_seconds,
         rollout_tokens,
-        rollout_forwards: (rollout_tokens as f64 / item.rollout_tokens_per_forward.max(1e-9))
-            .round() as usize,
+        rollout_forwards: (row_forwards / item.batch_size.max(1) as f64).round() as usize,
         loss: item.loss,
         peak_rss_mib: peak_rss_mib(),
     })
