@@ -28,7 +28,7 @@ use crate::ops::simd::{
         VecEquals, VecGreater, VecGreaterEq, VecLower, VecLowerEq, try_cmp_scalar_simd,
         try_cmp_simd,
     },
-    unary::{RecipVec, VecAbs, VecBitNot, try_unary_simd},
+    unary::{VecAbs, VecBitNot, try_unary_simd},
 };
 use crate::reshape;
 use crate::{
@@ -863,8 +863,10 @@ where
     }
 
     pub fn recip(tensor: SharedArray<E>) -> SharedArray<E> {
-        let tensor = dispatch_unary_simd!(E, RecipVec, tensor, f32);
-
+        // OPDLM patch: no `dispatch_unary_simd!(E, RecipVec, ..)`. Its vector lanes use the
+        // hardware's approximate reciprocal (`rcp14`, 14 bits) and the unaligned head and
+        // tail exact division, so the result depended on the buffer's address: the same
+        // seed gave different losses. Exact division vectorises anyway.
         let array = tensor.map(|x| 1.elem::<E>() / *x);
         array.into_shared()
     }

@@ -18,6 +18,8 @@ pub trait SimdUnop<T: Scalar, Out: Scalar> {
     fn is_accelerated<S: Simd>() -> bool;
 }
 
+/// Unused since the OPDLM patch (approximate lanes; see `NdArrayMathOps::recip`).
+#[allow(dead_code)]
 pub struct RecipVec;
 
 impl SimdUnop<f32, f32> for RecipVec {
