@@ -25,22 +25,22 @@ fn which(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Why the baseline cannot run here, or `None` when it can (script present, torch and
-/// transformers importable). Also returns the versions it found.
+/// Why the baseline cannot run here, or `None` when it can (script present; torch,
+/// transformers, gguf and accelerate importable). Also returns the versions it found.
 pub fn availability(repo: &Path) -> Result<String, String> {
     let script = repo.join(SCRIPT);
     if !script.is_file() {
         return Err(format!("{} is missing", script.display()));
     }
     let probe = Command::new(python())
-        .args(["-c", "import torch, transformers; print(f'torch {torch.__version__}, transformers {transformers.__version__}')"])
+        .args(["-c", "import torch, transformers, gguf, accelerate; print(f'torch {torch.__version__}, transformers {transformers.__version__}')"])
         .output();
     match probe {
         Err(e) => Err(format!("cannot run {} ({e})", python())),
         Ok(out) if !out.status.success() => {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.lines().last().unwrap_or("import failed").to_string();
-            Err(format!("{} cannot import torch and transformers ({last}); pip install torch --index-url https://download.pytorch.org/whl/cpu transformers gguf accelerate", python()))
+            Err(format!("{} cannot import torch, transformers, gguf and accelerate ({last}); pip install torch --index-url https://download.pytorch.org/whl/cpu transformers gguf accelerate", python()))
         }
         Ok(out) => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
     }
