@@ -87,7 +87,8 @@ impl Default for Conversion {
     /// length ramps up; a curve point about 1.5 min; the final evaluation of four modes on
     /// 200 prompts about 40 min while the student writes to the limit (15.7 tok/s static,
     /// 23 tok/s dynamic at batch 16). 50 steps (≈ 36k training tokens) put the estimate
-    /// at about 110 min. The learning rate lies between the pilots' 3e-5 (no progress in
+    /// at about 110 min; measured at ed3c9d1 (multi-threaded ndarray): 29k training
+    /// tokens, 60 min (`reports/smollm2-conversion`). The learning rate lies between the pilots' 3e-5 (no progress in
     /// 16 steps) and 2e-4 (collapsed to repeated newlines when rollouts grew to 128 tokens
     /// within 3 steps); it is not swept.
     fn default() -> Self {
