@@ -377,7 +377,9 @@ fn train_prompts(model: &Path, batch: usize, seed: u64) -> anyhow::Result<Vec<Ve
     let mut by_len: std::collections::BTreeMap<usize, Vec<Vec<u32>>> = Default::default();
     for prompt in chat_prompts(Split::Train, TRAIN_PROMPT_POOL, seed) {
         let message = [ChatMessage::user(prompt.prompt.clone())];
-        let text = tokenizer.render_chat(&message, true).unwrap_or(prompt.prompt);
+        let text = tokenizer
+            .render_chat(&message, true)
+            .map_err(|e| anyhow::anyhow!("{}: chat template: {e}", model.display()))?;
         let ids = tokenizer.encode(&text)?;
         by_len.entry(ids.len()).or_default().push(ids);
     }
