@@ -2,7 +2,7 @@ use core::marker::PhantomData;
 
 use bytemuck::cast;
 use macerator::{
-    Scalar, Simd, VAbs, VBitNot, VRecip, Vector, vload, vload_unaligned, vstore, vstore_unaligned,
+    Scalar, Simd, VAbs, VBitNot, Vector, vload, vload_unaligned, vstore, vstore_unaligned,
 };
 use ndarray::ArrayD;
 use num_traits::Signed;
@@ -16,24 +16,6 @@ pub trait SimdUnop<T: Scalar, Out: Scalar> {
     fn apply_vec<S: Simd>(input: Vector<S, T>) -> Vector<S, Out>;
     fn apply(input: T) -> Out;
     fn is_accelerated<S: Simd>() -> bool;
-}
-
-/// Unused since the OPDLM patch (approximate lanes; see `NdArrayMathOps::recip`).
-#[allow(dead_code)]
-pub struct RecipVec;
-
-impl SimdUnop<f32, f32> for RecipVec {
-    fn apply_vec<S: Simd>(input: Vector<S, f32>) -> Vector<S, f32> {
-        input.recip()
-    }
-
-    fn apply(input: f32) -> f32 {
-        input.recip()
-    }
-
-    fn is_accelerated<S: Simd>() -> bool {
-        <f32 as VRecip>::is_accelerated::<S>()
-    }
 }
 
 pub struct VecAbs;
