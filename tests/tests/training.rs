@@ -13,7 +13,7 @@ use opdlm_model::{load_model, Transformer};
 use opdlm_tests::{
     logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend,
 };
-use opdlm_training::{load_checkpoint_student, train};
+use opdlm_training::{load_checkpoint_student, train, train_data_parallel};
 use opdlm_training::{student_noisy_inputs, Divergence, Example, Loss, Objective, StateSelection};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -249,4 +249,54 @@ fn fresh_out_dir(teacher: &std::path::Path, name: &str) -> std::path::PathBuf {
     let out = teacher.with_file_name(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     out
+}
+
+/// Data parallelism through burn-train's multi-device strategy (two NdArray workers):
+/// the same seed and global batch on 1 and on 2 devices give the same losses and the same
+/// weights, up to summation order. Each device rolls out its share of the batch (rows
+/// 0..1 and 1..3 of 3) with the row's own random numbers, normalises by the global
+/// denominator, and the main device sums the two gradients.
+#[test]
+fn two_devices_train_as_one_and_resume_exactly() {
+    type A = burn::backend::Autodiff<B>;
+    let device = burn::backend::ndarray::NdArrayDevice::Cpu;
+    let teacher = tiny_model_dir("tiny-llama", "parallel");
+    let one = fresh_out_dir(&teacher, "one-device");
+    let two = fresh_out_dir(&teacher, "two-devices");
+    let single = train::<A>(&config(teacher.clone(), one.clone(), 8), &device, false).unwrap();
+    let run = config(teacher, two.clone(), 8);
+    let parallel = train_data_parallel::<A>(&run, &[device, device], false).unwrap();
+
+    let (a, b) = (losses(&one), losses(&two));
+    assert_eq!((a.len(), b.len()), (8, 8));
+    let loss_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let weight_diff = max_weight_diff(
+        &load_model::<B>(&single.model_dir, &device).unwrap(),
+        &load_model::<B>(&parallel.model_dir, &device).unwrap(),
+    );
+    println!("1 vs 2 devices, 8 steps: max |Δloss| {loss_diff:e}, max |Δweight| {weight_diff:e}");
+    assert!(loss_diff < 1e-5, "losses differ by {loss_diff}: {a:?} vs {b:?}");
+    assert!(weight_diff < 1e-5, "weights differ by {weight_diff}");
+    // One line per step with the whole batch's counts, not one per device.
+    let log = opdlm_training::read_log(&two.join("metrics.jsonl"));
+    let single_log = opdlm_training::read_log(&one.join("metrics.jsonl"));
+    for (p, s) in log.iter().zip(&single_log) {
+        for key in ["batch_size", "tokens", "response_tokens", "rollout_forwards", "tokens_total"] {
+            assert_eq!(p[key], s[key], "{key} at step {}", s["step"]);
+        }
+    }
+
+    // "Crash" after the first checkpoint and resume on two devices: the same losses.
+    for kind in ["model", "optim", "scheduler"] {
+        let _ = std::fs::remove_file(two.join("checkpoint").join(format!("{kind}-2.mpk")));
+    }
+    train_data_parallel::<A>(&run, &[device, device], true).unwrap();
+    assert_eq!(losses(&two), b, "the resumed two-device run diverged");
+}
+
+/// The largest absolute difference between two models' float parameters.
+fn max_weight_diff(a: &Transformer<B>, b: &Transformer<B>) -> f32 {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(&b).map(|(x, y)| opdlm_tests::max_abs_diff(x, y)).fold(0.0, f32::max)
 }

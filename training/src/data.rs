@@ -2,7 +2,14 @@
 //!
 //! A batch is a pure function of (seed, global step): which prompts it holds and the
 //! seed of its rollouts. Resuming therefore needs no data-loader state beyond the step.
+//!
+//! Data-parallel runs split every batch by rows: burn-train's `split_dataloader` slices
+//! the loader once per device, and device `d` of `D` keeps rows `⌊d·b/D⌋..⌊(d+1)·b/D⌋` of
+//! each batch of `b` prompts, so shares differ by at most one row when `b` does not
+//! divide. A row's randomness depends on its index in the global batch only, so which
+//! device runs it does not matter.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -31,8 +38,11 @@ pub struct PromptItem {
 pub struct PromptBatch {
     /// Global step (0-based): drives the curriculum and the rollout seed.
     pub step: usize,
-    /// The step's prompts.
+    /// The step's prompts (this device's share of them in a data-parallel run).
     pub items: Vec<PromptItem>,
+    /// Index of `items[0]` in the step's global batch: row `i` is global row
+    /// `first_row + i`, and its random numbers are drawn from that index.
+    pub first_row: usize,
     /// Seed of the step's sampling and state selection.
     pub seed: u64,
 }
@@ -131,6 +141,10 @@ pub struct StepLoader {
     steps_per_epoch: usize,
     total_steps: usize,
     seed: u64,
+    /// Devices the batches are split over (1: not split).
+    devices: usize,
+    /// The rows of every batch this loader yields: all of them, or one device's share.
+    rows: Range<usize>,
     epochs_started: Arc<AtomicUsize>,
 }
 
@@ -149,7 +163,31 @@ impl StepLoader {
             steps_per_epoch,
             total_steps,
             seed,
+            devices: 1,
+            rows: 0..batch_size,
             epochs_started: Arc::new(AtomicUsize::new(resume_epoch)),
+        }
+    }
+
+    /// A loader whose batches will be split over `devices` (at most `batch_size`, which
+    /// the configuration checks): see [`StepLoader::share`].
+    pub fn split_over(self, devices: usize) -> Self {
+        Self { devices: devices.clamp(1, self.batch_size.max(1)), ..self }
+    }
+
+    /// The share of the device that `split_dataloader` hands items `start..` of an epoch:
+    /// it cuts the `N` items into `D` slices of `⌊N/D⌋` (the last takes the rest), so the
+    /// device's index is `start / ⌊N/D⌋`. The share counts its own epochs, because every
+    /// device's loader starts each epoch once.
+    fn share(&self, start: usize) -> Self {
+        let per_device = (self.steps_per_epoch * self.batch_size / self.devices).max(1);
+        let device = (start / per_device).min(self.devices - 1);
+        let row = |d: usize| d * self.batch_size / self.devices;
+        let epoch = self.epochs_started.load(Ordering::SeqCst);
+        Self {
+            rows: row(device)..row(device + 1),
+            epochs_started: Arc::new(AtomicUsize::new(epoch)),
+            ..self.clone()
         }
     }
 
@@ -157,7 +195,9 @@ impl StepLoader {
     /// fresh permutation per pass over the data.
     pub fn batch(&self, step: usize) -> PromptBatch {
         let n = self.items.len();
-        let items = (0..self.batch_size)
+        let items = self
+            .rows
+            .clone()
             .map(|i| {
                 let index = step * self.batch_size + i;
                 let (pass, offset) = (index / n, index % n);
@@ -171,6 +211,7 @@ impl StepLoader {
         PromptBatch {
             step,
             items,
+            first_row: self.rows.start,
             seed: self.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
         }
     }
@@ -215,8 +256,8 @@ impl<B: Backend> DataLoader<B, PromptBatch> for StepLoader {
         Arc::new(self.clone())
     }
 
-    fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<B, PromptBatch>> {
-        Arc::new(self.clone())
+    fn slice(&self, start: usize, _end: usize) -> Arc<dyn DataLoader<B, PromptBatch>> {
+        Arc::new(self.share(start))
     }
 }
 
@@ -264,6 +305,36 @@ mod tests {
         seen.push(a.batch(2).items[0].prompt[0]);
         seen.sort();
         assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    }
+
+    /// burn-train's own splitter, as a data-parallel run uses it: every row of every batch
+    /// goes to exactly one device, in order, with its global index.
+    #[test]
+    fn split_loaders_share_each_batch_by_rows() {
+        use burn::backend::NdArray;
+        for (batch_size, devices) in (1..=5).map(|d| (5, d)).chain([(7, 4), (8, 3), (2, 2)]) {
+            let loader = StepLoader::new(items(7), batch_size, 3, 6, 11, 1);
+            let shares = burn::data::dataloader::split::split_dataloader::<NdArray, _>(
+                Arc::new(loader.clone().split_over(devices)),
+                &vec![Default::default(); devices],
+            );
+            let per_device: Vec<Vec<PromptBatch>> =
+                shares.iter().map(|share| share.iter().collect()).collect();
+            for (k, step) in (3..6).enumerate() {
+                let whole = loader.batch(step);
+                let mut rows = vec![];
+                for batches in &per_device {
+                    let part = &batches[k];
+                    assert_eq!((part.step, part.seed), (step, whole.seed));
+                    assert_eq!(part.first_row, rows.len(), "{devices} devices");
+                    rows.extend(part.items.clone());
+                }
+                assert_eq!(rows, whole.items, "{devices} devices, step {step}");
+            }
+            let sizes: Vec<usize> = per_device.iter().map(|b| b[0].items.len()).collect();
+            let spread = sizes.iter().max().unwrap() - sizes.iter().min().unwrap();
+            assert!(spread <= 1, "{devices} devices: uneven shares {sizes:?}");
+        }
     }
 
     #[test]

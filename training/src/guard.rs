@@ -6,7 +6,7 @@
 //! same way (a Learner step cannot return an error), and the trainer reports it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use burn::train::Interrupter;
 
@@ -23,6 +23,8 @@ pub struct NumericGuard {
     grad_accum: usize,
     /// Set by a bad micro-batch, consumed by the optimizer step it belongs to.
     skip_update: AtomicBool,
+    /// The first step of the accumulation group being judged.
+    group_start: Mutex<Option<usize>>,
     last_bad_step: AtomicUsize,
     in_row: AtomicUsize,
     stopped: Mutex<Option<String>>,
@@ -49,6 +51,7 @@ impl NumericGuard {
             steps_per_epoch: 1,
             grad_accum: 1,
             skip_update: AtomicBool::new(false),
+            group_start: Mutex::new(None),
             last_bad_step: AtomicUsize::new(0),
             in_row: AtomicUsize::new(0),
             stopped: Mutex::new(None),
@@ -64,9 +67,13 @@ impl NumericGuard {
     /// Judges one micro-batch of global step `step`; true when it is bad (its optimizer
     /// step will be skipped).
     pub fn check(&self, step: usize, loss: f64, grad_norm: f64) -> bool {
-        if (step % self.steps_per_epoch).is_multiple_of(self.grad_accum) {
+        // Held to the end: the devices of a data-parallel step judge their shares of the
+        // same step concurrently, and only the first of them may open the group.
+        let mut group = self.group_start.lock().unwrap_or_else(PoisonError::into_inner);
+        if (step % self.steps_per_epoch).is_multiple_of(self.grad_accum) && *group != Some(step) {
             // A new group: a bad micro-batch of a group the Learner dropped at the end of
             // an epoch must not cancel this one.
+            *group = Some(step);
             self.skip_update.store(false, Ordering::SeqCst);
         }
         let what = match (loss.is_finite(), grad_norm.is_finite()) {
@@ -138,6 +145,15 @@ mod tests {
             message.contains("2 optimizer steps in a row") && message.contains("step 4"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_bad_share_of_a_data_parallel_step_skips_the_step_whatever_the_order() {
+        let guard = NumericGuard::new(9, Interrupter::new());
+        assert!(guard.check(0, f64::NAN, 1.0) && !guard.check(0, 1.0, 1.0));
+        assert!(guard.skip_update(), "the good share judged second must not reopen the group");
+        assert!(!guard.check(1, 1.0, 1.0) && guard.check(1, 1.0, f64::NAN) && guard.skip_update());
+        assert!(!guard.check(2, 1.0, 1.0) && !guard.check(2, 1.0, 1.0) && !guard.skip_update());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod batch_totals;
 mod checkpoint;
 mod clip;
 mod config;
@@ -49,4 +50,4 @@ pub use schedule::WarmupCosine;
 pub use state::{random_mask, response_blocks, select_masked, MaskingSchedule, StateSelection};
 pub use step::{Distiller, StepOutput, StepSettings};
 pub use student::{initial_student, InitialStudent};
-pub use trainer::{optimizer, train, TrainSummary};
+pub use trainer::{optimizer, train, train_data_parallel, TrainSummary};

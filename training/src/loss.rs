@@ -251,30 +251,46 @@ impl Loss {
         Some(log_probs(logits, teacher.config().vocab_size, mask_id).detach())
     }
 
-    /// The step's loss, normalised as the objective's recipe does (see [`Normalisation`]),
-    /// computed with one student pass per distinct prompt length. `teacher` holds [`Loss::teacher_targets`] for teacher targets. `None`
-    /// when no example has a loss slot.
+    /// The denominator of the objective's recipe (see [`Normalisation`]) over `examples`:
+    /// the examples that carry loss, or their response tokens. A data-parallel step sums
+    /// it over every device's share before [`Loss::batch_loss`], so that each share's
+    /// loss is its part of the global batch's mean and the shares' gradients add up to
+    /// the global batch's gradient.
+    pub fn denominator(&self, examples: &[Example]) -> f64 {
+        match self.normalisation() {
+            Normalisation::ExampleMean => examples.iter().filter(|e| e.has_loss()).count() as f64,
+            Normalisation::TokenMean => {
+                examples.iter().map(|e| e.response_len).sum::<usize>() as f64
+            }
+        }
+    }
+
+    /// The step's loss, normalised as the objective's recipe does (see [`Normalisation`])
+    /// with `denominator` (from [`Loss::denominator`], summed over every share of the
+    /// batch), computed with one student pass per distinct prompt length. `teacher` holds
+    /// [`Loss::teacher_targets`] for teacher targets. `None` when no example has a loss
+    /// slot.
     pub fn batch_loss<B: Backend>(
         &self,
         student: &Transformer<B>,
         teacher: Option<Tensor<B, 2>>,
         examples: &[Example],
-        block_size: usize,
-        mask_id: u32,
+        denominator: f64,
+        (block_size, mask_id): (usize, u32),
     ) -> Option<BatchLoss<B>> {
         let used: Vec<&Example> = examples.iter().filter(|e| e.has_loss()).collect();
         if used.is_empty() {
             return None;
         }
         let device = student.devices()[0].clone();
+        let denominator = denominator as f32;
         let packed = match self.normalisation() {
             Normalisation::ExampleMean => PackedBatch::new(&used, block_size, mask_id, |e, j| {
                 let total: f32 = e.weights.iter().sum();
-                e.weights[j] / (total * used.len() as f32)
+                e.weights[j] / (total * denominator)
             }),
             Normalisation::TokenMean => {
-                let tokens: usize = examples.iter().map(|e| e.response_len).sum();
-                PackedBatch::new(&used, block_size, mask_id, |e, j| e.weights[j] / tokens as f32)
+                PackedBatch::new(&used, block_size, mask_id, |e, j| e.weights[j] / denominator)
             }
         };
         let student_rows: Vec<Tensor<B, 2>> = packed

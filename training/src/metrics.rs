@@ -79,6 +79,8 @@ pub fn step_metrics() -> Vec<ScalarMetric> {
         ScalarMetric::new("rollout_len", |o| o.rollout_len),
         ScalarMetric::new("max_rollout_len", |o| o.max_rollout_len as f64),
         ScalarMetric::new("rollout_tokens_per_forward", |o| o.rollout_tokens_per_forward),
+        ScalarMetric::new("rollout_forwards", |o| o.rollout_forwards as f64),
+        ScalarMetric::new("batch_size", |o| o.batch_size as f64),
         ScalarMetric::new("rollout_seconds", |o| o.rollout_seconds),
         ScalarMetric::new("teacher_seconds", |o| o.teacher_seconds),
         ScalarMetric::new("student_seconds", |o| o.student_seconds),
@@ -95,6 +97,10 @@ const ACCUMULATED: [&str; 3] = ["tokens", "response_tokens", "skipped"];
 pub struct StepRenderer {
     names: HashMap<MetricId, String>,
     current: Vec<(String, f64)>,
+    /// Devices of a data-parallel run: each reports its share of a step as its own item.
+    shares: usize,
+    /// The shares of the step in progress received so far.
+    pending: Vec<Vec<(String, f64)>>,
     log: PathBuf,
     progress: Progress,
     /// Running sum of each [`ACCUMULATED`] metric.
@@ -105,7 +111,12 @@ pub struct StepRenderer {
 impl StepRenderer {
     /// Continues `metrics.jsonl` in `dir` after `first_step` steps (lines past it, from
     /// an epoch that was interrupted before its checkpoint, are dropped).
-    pub fn new(dir: &Path, first_step: usize, total_steps: usize) -> std::io::Result<Self> {
+    pub fn new(
+        dir: &Path,
+        first_step: usize,
+        total_steps: usize,
+        shares: usize,
+    ) -> std::io::Result<Self> {
         let log = dir.join("metrics.jsonl");
         let kept: Vec<serde_json::Value> = read_log(&log)
             .into_iter()
@@ -120,8 +131,53 @@ impl StepRenderer {
         }
         let mut progress = Progress::new(total_steps, "training", "steps");
         progress.set_position(first_step);
-        Ok(Self { names: HashMap::new(), current: vec![], log, progress, totals, step: first_step })
+        Ok(Self {
+            names: HashMap::new(),
+            current: vec![],
+            shares: shares.max(1),
+            pending: vec![],
+            log,
+            progress,
+            totals,
+            step: first_step,
+        })
     }
+}
+
+/// One step's numbers from its shares' items (one item per device): counts and the
+/// loss add up (each share's loss is its part of the global mean, see
+/// `crate::batch_totals`), times and flags take the slowest or worst share, and the
+/// rollout's means are re-formed from their sums. A single share is taken as it is.
+fn merge_shares(shares: Vec<Vec<(String, f64)>>) -> Vec<(String, f64)> {
+    if shares.len() == 1 {
+        return shares.into_iter().next().unwrap_or_default();
+    }
+    let all = |name: &str| -> Vec<f64> {
+        let pick = |item: &Vec<(String, f64)>| item.iter().find(|(n, _)| n == name).map(|e| e.1);
+        shares.iter().filter_map(pick).collect()
+    };
+    let sum = |name: &str| all(name).iter().sum::<f64>();
+    let rows = sum("batch_size");
+    let generated: f64 =
+        all("rollout_len").iter().zip(all("batch_size")).map(|(len, rows)| len * rows).sum();
+    let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+    let first = shares.first().cloned().unwrap_or_default();
+    first
+        .into_iter()
+        .map(|(name, value)| {
+            let merged = match name.as_str() {
+                "loss" | "tokens" | "response_tokens" | "rollout_forwards" | "batch_size" => {
+                    sum(&name)
+                }
+                "rollout_len" => ratio(generated, rows),
+                "rollout_tokens_per_forward" => ratio(generated, sum("rollout_forwards")),
+                "skipped" | "max_rollout_len" => all(&name).into_iter().fold(value, f64::max),
+                n if n.ends_with("_seconds") => all(&name).into_iter().fold(value, f64::max),
+                _ => value,
+            };
+            (name, merged)
+        })
+        .collect()
 }
 
 /// Every JSON line of a metrics log (empty when the file does not exist).
@@ -146,9 +202,13 @@ impl MetricsRendererTraining for StepRenderer {
         _progress: TrainingProgress,
         _progress_indicators: Vec<ProgressType>,
     ) {
+        self.pending.push(std::mem::take(&mut self.current));
+        if self.pending.len() < self.shares {
+            return;
+        }
         let mut line = serde_json::Map::new();
         line.insert("step".into(), self.step.into());
-        for (name, value) in self.current.drain(..) {
+        for (name, value) in merge_shares(std::mem::take(&mut self.pending)) {
             if let Some(total) = self.totals.get_mut(name.as_str()) {
                 *total += value;
                 line.insert(format!("{name}_total"), (*total).into());

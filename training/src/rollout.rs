@@ -44,6 +44,8 @@ pub struct RolloutStats {
     pub mean_response_len: f64,
     /// Rollout tokens per forward pass (per sequence); 0 for dataset responses.
     pub tokens_per_forward: f64,
+    /// Forward passes, summed over rows (the denominator of `tokens_per_forward`).
+    pub forwards: usize,
     /// Wall-clock time of the generation.
     pub seconds: f64,
 }
@@ -62,7 +64,8 @@ pub enum RolloutError {
 /// Examples for one training step: a response per prompt of `batch` (a student rollout
 /// of at most `max_len` tokens, a teacher generation up to its stop token or
 /// `settings.teacher_max_len`, or the dataset's answer), then its state and weights. `student` and `teacher` are inference copies.
-/// The batch's seed drives sampling and state selection.
+/// The batch's seed and each row's global index drive that row's sampling and state
+/// selection, so a row draws the same numbers whichever device runs it.
 pub fn make_examples<B: Backend>(
     loss: &Loss,
     settings: &RolloutSettings,
@@ -77,14 +80,14 @@ pub fn make_examples<B: Backend>(
         generated_tokens: generated,
         mean_response_len: generated as f64 / rows.len().max(1) as f64,
         tokens_per_forward: DecodeStats::row_tokens_per_forward(&rows),
+        forwards: rows.iter().map(|r| r.forwards).sum(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let mut rng = StdRng::seed_from_u64(batch.seed);
-    let examples = batch
-        .items
-        .iter()
-        .zip(rows)
-        .map(|(item, row)| loss.example(&item.prompt, row, settings.block_size, &mut rng))
+    let examples = (batch.items.iter().zip(rows).enumerate())
+        .map(|(i, (item, row))| {
+            let mut rng = StdRng::seed_from_u64(state_seed(batch.seed, batch.first_row + i));
+            loss.example(&item.prompt, row, settings.block_size, &mut rng)
+        })
         .collect();
     Ok((examples, stats))
 }
@@ -107,14 +110,15 @@ fn responses<B: Backend>(
                 steps_per_block: settings.steps_per_block,
                 sampling,
                 stop_tokens,
-                seed: batch.seed,
+                seed: sampler_seed(batch),
                 ..DecodeConfig::diffusion(settings.block_size, max_len, rule)
             };
             generate(student, &prompts, &config, |_| {})?.rows
         }
         ResponseSource::TeacherGeneration => {
             let limit = settings.teacher_max_len;
-            let config = DecodeConfig::autoregressive(limit, sampling, stop_tokens, batch.seed);
+            let config =
+                DecodeConfig::autoregressive(limit, sampling, stop_tokens, sampler_seed(batch));
             generate(teacher, &prompts, &config, |_| {})?.rows
         }
         ResponseSource::Dataset => batch
@@ -124,6 +128,16 @@ fn responses<B: Backend>(
             .map(|(i, item)| dataset_response(item, &settings.stop_tokens, i))
             .collect::<Result<_, RolloutError>>()?,
     })
+}
+
+/// The sampler seeds row `i` with `seed + i`: offset by the share's first global row.
+fn sampler_seed(batch: &PromptBatch) -> u64 {
+    batch.seed.wrapping_add(batch.first_row as u64)
+}
+
+/// The seed of global row `row`'s state selection (a stream apart from its sampler's).
+fn state_seed(seed: u64, row: usize) -> u64 {
+    (seed ^ 0x5851_F42D_4C95_7F2D).wrapping_add((row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// A prompt file's answer as a finished row (no trajectory: it was never sampled).

@@ -13,6 +13,7 @@ use burn::train::metric::{Adaptor, ItemLazy};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use opdlm_model::Transformer;
 
+use crate::batch_totals::BatchTotals;
 use crate::clip::{clip_global_norm, global_norm};
 use crate::config::TrainConfig;
 use crate::curriculum::Curriculum;
@@ -40,6 +41,9 @@ pub struct StepSettings {
     pub guard: Arc<NumericGuard>,
     /// Test faults (empty in real runs).
     pub faults: FaultInjection,
+    /// The global batch's loss denominator, summed over the devices of a data-parallel
+    /// run (shared by all copies of the model).
+    pub totals: Arc<BatchTotals>,
 }
 
 impl StepSettings {
@@ -65,6 +69,7 @@ impl StepSettings {
             max_grad_norm: config.max_grad_norm,
             guard,
             faults: config.faults.clone(),
+            totals: Arc::new(BatchTotals::new(1)),
         }
     }
 }
@@ -100,6 +105,8 @@ pub struct StepOutput {
     pub rollout_len: f64,
     /// Rollout tokens per forward pass (the student's parallelism).
     pub rollout_tokens_per_forward: f64,
+    /// Forward passes of the rollouts, summed over rows.
+    pub rollout_forwards: usize,
     /// The curriculum's length limit at this step.
     pub max_rollout_len: usize,
     /// Time spent generating responses.
@@ -159,14 +166,18 @@ impl<B: Backend> Distiller<B> {
         let max_len = s.curriculum.max_len_at(batch.step);
         let started = Instant::now();
         let models = (rollout_student, rollout_teacher);
-        let (examples, stats) = make_examples(&s.loss, &s.rollout, models, batch, max_len)?;
+        let made = make_examples(&s.loss, &s.rollout, models, batch, max_len);
+        // Every share posts, even one whose rollout failed, or the others would wait.
+        let local = made.as_ref().map_or(0.0, |(examples, _)| s.loss.denominator(examples));
+        let denominator = s.totals.sum(batch.step, local);
+        let (examples, stats) = made?;
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let targets = s.loss.teacher_targets(&self.teacher, &examples, s.mask_id).map(sync);
         let teacher_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let loss =
-            s.loss.batch_loss(&self.student, targets, &examples, s.rollout.block_size, s.mask_id);
+        let slots = (s.rollout.block_size, s.mask_id);
+        let loss = s.loss.batch_loss(&self.student, targets, &examples, denominator, slots);
         let output = StepOutput {
             loss: 0.0,
             examples: loss.as_ref().map_or(0, |l| l.examples),
@@ -174,6 +185,7 @@ impl<B: Backend> Distiller<B> {
             response_tokens: examples.iter().map(|e| e.response_len).sum(),
             rollout_len: stats.mean_response_len,
             rollout_tokens_per_forward: stats.tokens_per_forward,
+            rollout_forwards: stats.forwards,
             max_rollout_len: max_len,
             rollout_seconds,
             teacher_seconds,

@@ -10,11 +10,15 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{Interrupter, Learner, LearningComponentsMarker, SupervisedTraining};
+use burn::train::{
+    ExecutionStrategy, Interrupter, Learner, LearningComponentsMarker, MultiDeviceOptim,
+    SupervisedTraining,
+};
 use opdlm_model::atomic::write_text_atomically;
 use opdlm_model::load::save::save_hf_dir;
 use opdlm_model::TextTokenizer;
 
+use crate::batch_totals::BatchTotals;
 use crate::checkpoint::{
     discard_after, latest_checkpoint, verified_checkpoint, AtomicRecorder, SaveEveryEpoch,
 };
@@ -66,13 +70,37 @@ pub fn optimizer<B: AutodiffBackend>() -> OptimizerAdaptor<AdamW, Distiller<B>, 
         .init()
 }
 
-/// Trains per `config`; with `resume`, continues from the latest checkpoint in `config.out`.
+/// Trains per `config` on one device; with `resume`, continues from the latest checkpoint
+/// in `config.out`.
 pub fn train<B: AutodiffBackend>(
     config: &TrainConfig,
     device: &B::Device,
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
+    train_data_parallel::<B>(config, std::slice::from_ref(device), resume)
+}
+
+/// Trains per `config`, data-parallel over `devices` (the first is the main device: it
+/// holds the optimizer and writes checkpoints) through burn-train's multi-device
+/// strategy. Each device rolls out, scores and differentiates its share of every step's
+/// batch (see `crate::data`); the main device sums the shares' gradients, which add up
+/// to the whole batch's gradient (see `crate::batch_totals`), then clips and steps once.
+pub fn train_data_parallel<B: AutodiffBackend>(
+    config: &TrainConfig,
+    devices: &[B::Device],
+    resume: bool,
+) -> Result<TrainSummary, TrainError> {
     config.validate()?;
+    let Some(device) = devices.first() else {
+        return Err(TrainError::Data("no device to train on".into()));
+    };
+    if devices.len() > config.batch_size {
+        return Err(TrainError::Data(format!(
+            "{} devices need a batch of at least {0} prompts (one each); the batch size is {}",
+            devices.len(),
+            config.batch_size
+        )));
+    }
     let resume_epoch = prepare_output(config, resume)?;
     let student = initial_student::<B>(config, device)?;
     let context = student.model.config().max_position_embeddings;
@@ -91,7 +119,9 @@ pub fn train<B: AutodiffBackend>(
         NumericGuard::new(config.max_bad_steps, interrupter.clone())
             .with_accumulation(config.checkpoint_every, config.grad_accum),
     );
-    let model = Distiller::from_config(config, student.model, student.stop_tokens, guard.clone());
+    let mut model =
+        Distiller::from_config(config, student.model, student.stop_tokens, guard.clone());
+    model.settings.totals = Arc::new(BatchTotals::new(devices.len()));
     // The Learner advances the schedule once per micro-batch.
     let schedule = WarmupCosine::new(
         config.lr,
@@ -107,10 +137,22 @@ pub fn train<B: AutodiffBackend>(
         config.steps,
         config.seed,
         resume_epoch,
-    );
+    )
+    .split_over(devices.len());
     let recorder = AtomicRecorder::for_run(config);
-    let training =
-        supervised_training(config, resume_epoch, loader, recorder.clone(), interrupter)?;
+    let mut training = supervised_training(
+        config,
+        devices.len(),
+        resume_epoch,
+        loader,
+        recorder.clone(),
+        interrupter,
+    )?;
+    if devices.len() > 1 {
+        let strategy =
+            ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice);
+        training = training.with_training_strategy(strategy.into());
+    }
     let result = training.launch(learner);
     stopped_early(config, &recorder, &guard)?;
     export(config, &result.model.student, &student.tokenizer)
@@ -135,9 +177,10 @@ fn prepare_output(config: &TrainConfig, resume: bool) -> Result<usize, TrainErro
 }
 
 /// burn-train's loop for this run: the step loader, metrics into `metrics.jsonl` and the
-/// progress display, atomic checkpoints every epoch, resumed at `resume_epoch`.
+/// progress display (one line per step whatever the number of `devices`), atomic checkpoints every epoch, resumed at `resume_epoch`.
 fn supervised_training<B: AutodiffBackend>(
     config: &TrainConfig,
+    devices: usize,
     resume_epoch: usize,
     loader: StepLoader,
     recorder: AtomicRecorder,
@@ -145,8 +188,8 @@ fn supervised_training<B: AutodiffBackend>(
 ) -> Result<SupervisedTraining<Components<B>>, TrainError> {
     let out = &config.out;
     let first_step = resume_epoch * config.checkpoint_every;
-    let renderer =
-        StepRenderer::new(out, first_step, config.steps).map_err(|e| TrainError::io(out, e))?;
+    let renderer = StepRenderer::new(out, first_step, config.steps, devices)
+        .map_err(|e| TrainError::io(out, e))?;
     let mut training = SupervisedTraining::new(out, Arc::new(loader), Arc::new(NoValidation))
         .metric_train_numeric(LearningRateMetric::new())
         .with_file_checkpointer(recorder)

@@ -32,19 +32,64 @@ pub trait BackendTask {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
 }
 
-/// Runs `task` on `kind`, or rebuilds this binary with the needed feature and re-runs it.
+/// A command body that runs on several devices of any backend (data parallelism).
+pub trait DevicesTask {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()>;
+}
+
+/// A single-device task as a task on a list of one device.
+struct OnDefaultDevice<T>(T);
+
+impl<T: BackendTask> DevicesTask for OnDefaultDevice<T> {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
+        let device = devices.into_iter().next().unwrap_or_default();
+        self.0.run::<B>(device)
+    }
+}
+
+/// Runs `task` on `kind`'s default device, or rebuilds this binary with the needed
+/// feature and re-runs it.
 pub fn dispatch(kind: BackendKind, task: impl BackendTask) -> anyhow::Result<()> {
+    dispatch_devices(kind, 1, OnDefaultDevice(task))
+}
+
+/// Runs `task` on `count` devices of `kind`: the default device when `count` is 1;
+/// otherwise GPUs 0..count (wgpu: discrete GPUs) or, on the CPU backends, `count` workers
+/// sharing the one CPU (equivalent results, no speed-up: for checking a setup).
+pub fn dispatch_devices(
+    kind: BackendKind,
+    count: usize,
+    task: impl DevicesTask,
+) -> anyhow::Result<()> {
     match kind {
         #[cfg(feature = "ndarray")]
-        BackendKind::Ndarray => task.run::<burn::backend::NdArray<f32>>(Default::default()),
+        BackendKind::Ndarray => task.run::<burn::backend::NdArray<f32>>(numbered(count, |_| {
+            burn::backend::ndarray::NdArrayDevice::Cpu
+        })),
         #[cfg(feature = "flex")]
-        BackendKind::Flex => task.run::<burn::backend::Flex>(Default::default()),
+        BackendKind::Flex => {
+            task.run::<burn::backend::Flex>(numbered(count, |_| Default::default()))
+        }
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => task.run::<burn::backend::Wgpu>(Default::default()),
+        BackendKind::Wgpu => task.run::<burn::backend::Wgpu>(numbered(
+            count,
+            burn::backend::wgpu::WgpuDevice::DiscreteGpu,
+        )),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => task.run::<burn::backend::Cuda>(Default::default()),
+        BackendKind::Cuda => {
+            task.run::<burn::backend::Cuda>(numbered(count, burn::backend::cuda::CudaDevice::new))
+        }
         #[allow(unreachable_patterns)]
         missing => rebuild_with(missing),
+    }
+}
+
+/// The default device alone, or devices `nth(0..count)`.
+#[allow(dead_code)] // unused when no backend feature is compiled in
+fn numbered<D: Default>(count: usize, nth: impl Fn(usize) -> D) -> Vec<D> {
+    match count {
+        0 | 1 => vec![D::default()],
+        _ => (0..count).map(nth).collect(),
     }
 }
 

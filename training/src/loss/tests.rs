@@ -231,7 +231,8 @@ fn batched_loss_equals_the_mean_of_per_example_losses() {
             }
         };
         let targets = loss.teacher_targets(&model, &examples, mask_id);
-        let batch = loss.batch_loss(&model, targets, &examples, 4, mask_id).unwrap();
+        let denominator = loss.denominator(&examples);
+        let batch = loss.batch_loss(&model, targets, &examples, denominator, (4, mask_id)).unwrap();
         assert_eq!(batch.examples, 5);
         assert_eq!(batch.slots, examples.iter().map(|e| e.loss_slots().len()).sum::<usize>());
         let got = batch.value.into_scalar();

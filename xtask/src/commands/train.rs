@@ -12,10 +12,12 @@ use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use clap::Args;
 use opdlm_harness::builtin;
-use opdlm_training::{train, Divergence, Objective, RampShape, StateSelection, TrainConfig};
+use opdlm_training::{
+    train_data_parallel, Divergence, Objective, RampShape, StateSelection, TrainConfig,
+};
 use serde::Serialize;
 
-use crate::backend::{dispatch, BackendKind, BackendTask};
+use crate::backend::{dispatch_devices, BackendKind, DevicesTask};
 
 /// Flags of `cargo xtask train`. Every setting flag overrides the same key of `--config`
 /// (snake_case), which overrides the defaults listed after the flags in `--help`.
@@ -141,6 +143,14 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     #[serde(skip)]
     pub backend: BackendKind,
+    /// Data-parallel over this many devices of --backend (GPUs 0..N-1; on a CPU backend,
+    /// N workers sharing the CPU, for checking a setup). Each device rolls out and trains
+    /// on its share of every step's --batch-size prompts (shares differ by at most one
+    /// prompt when the batch does not divide; it must hold at least N prompts); the first
+    /// device sums the gradients, clips them and steps the optimizer.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    #[serde(skip)]
+    pub devices: u16,
 }
 
 /// `--help`'s closing table: every setting's default, and what the bare `cargo xtask
@@ -228,13 +238,15 @@ struct TrainTask {
 /// Runs `cargo xtask train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    dispatch(args.backend, TrainTask { config, resume: args.resume, builtin: args.is_builtin() })
+    let task = TrainTask { config, resume: args.resume, builtin: args.is_builtin() };
+    dispatch_devices(args.backend, usize::from(args.devices), task)
 }
 
-impl BackendTask for TrainTask {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let summary =
-            train::<Autodiff<B>>(&self.config, &device, self.resume).context("training failed")?;
+impl DevicesTask for TrainTask {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
+        let summary = train_data_parallel::<Autodiff<B>>(&self.config, &devices, self.resume)
+            .context("training failed")?;
+        let device = devices[0].clone();
         println!(
             "trained {} steps on {:.0} tokens: loss {:.4} → {:.4}",
             summary.steps, summary.tokens_total, summary.first_loss, summary.last_loss

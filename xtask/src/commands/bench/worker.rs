@@ -144,6 +144,7 @@ fn train_step<B: Backend>(
         items: (train.prompts.iter())
             .map(|prompt| PromptItem { prompt: prompt.clone(), response: None })
             .collect(),
+        first_row: 0,
         seed: train.seed,
     };
 
