@@ -93,6 +93,28 @@ if [[ -n "$MODEL" ]]; then
     step 90 "logits: Qwen3-0.6B (random weights)" "$XTASK" bench --logits-check "$MODEL" --backends "$BACKEND" --out "$OUT"
 fi
 
+# 4. Data parallelism (issue 16), where the host has several GPUs: the built-in run for 6
+#    steps on 1 GPU and on all of them (burn-train's multi-device strategy), then the two
+#    runs' losses side by side (they should agree to float rounding) and their step times.
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if (( GPUS >= 2 )); then
+    for n in 1 "$GPUS"; do
+        step 150 "data-parallel: built-in run, 6 steps on $n GPU(s)" "$XTASK" train --backend "$BACKEND" \
+            --devices "$n" --steps 6 --checkpoint-every 6 --out "$OUT/train-$n-devices"
+    done
+    step 10 "data-parallel: 1 vs $GPUS GPUs" python3 - "$OUT/train-1-devices" "$OUT/train-$GPUS-devices" <<'PY'
+import json, sys
+logs = [[json.loads(l) for l in open(f"{d}/metrics.jsonl")] for d in sys.argv[1:]]
+for a, b in zip(*logs):
+    step = lambda m: m["rollout_seconds"] + m["teacher_seconds"] + m["student_seconds"]
+    print(f"step {a['step']}: loss {a['loss']:.6f} vs {b['loss']:.6f} (|Δ| {abs(a['loss'] - b['loss']):.2e}); "
+          f"step time {step(a):.3f} s vs {step(b):.3f} s")
+PY
+else
+    say ""
+    say "data-parallel check skipped: $GPUS GPU(s) on this host"
+fi
+
 say ""
 say "overall: $([[ $status -eq 0 ]] && echo ok || echo 'FAILED (see above)')"
 exit $status

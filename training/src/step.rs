@@ -154,13 +154,25 @@ impl<B: Backend> Distiller<B> {
         Self::new(student, StepSettings::from_config(config, mask_id, stop_tokens, guard))
     }
 
+    /// The frozen teacher on the student's device. burn-train's multi-device strategy
+    /// forks the student (a parameter) to each worker's device, but not the teacher (a
+    /// skipped field): a worker on another device copies it there for its step.
+    fn teacher_beside_student(&self) -> Transformer<B> {
+        let device = self.student.devices()[0].clone();
+        if self.teacher.devices().first() == Some(&device) {
+            self.teacher.clone()
+        } else {
+            self.teacher.clone().to_device(&device)
+        }
+    }
+
     /// Rollout with `rollout_student`/`rollout_teacher` (inference copies), then the
-    /// loss on `self.student`.
+    /// loss on `self.student` against `teacher`'s targets.
     fn forward_training<R: Backend>(
         &self,
         batch: &PromptBatch,
-        rollout_student: &Transformer<R>,
-        rollout_teacher: &Transformer<R>,
+        teacher: &Transformer<B>,
+        (rollout_student, rollout_teacher): (&Transformer<R>, &Transformer<R>),
     ) -> Result<(Option<Tensor<B, 1>>, StepOutput), RolloutError> {
         let s = &self.settings;
         let max_len = s.curriculum.max_len_at(batch.step);
@@ -173,7 +185,7 @@ impl<B: Backend> Distiller<B> {
         let (examples, stats) = made?;
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let targets = s.loss.teacher_targets(&self.teacher, &examples, s.mask_id).map(sync);
+        let targets = s.loss.teacher_targets(teacher, &examples, s.mask_id).map(sync);
         let teacher_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let slots = (s.rollout.block_size, s.mask_id);
@@ -202,9 +214,9 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
     type Output = StepOutput;
 
     fn step(&self, batch: PromptBatch) -> TrainOutput<StepOutput> {
-        let inner = self.valid();
-        let (loss, mut output) = match self.forward_training(&batch, &inner.student, &inner.teacher)
-        {
+        let teacher = self.teacher_beside_student();
+        let rollout_models = (&self.student.valid(), &teacher.valid());
+        let (loss, mut output) = match self.forward_training(&batch, &teacher, rollout_models) {
             Ok(result) => result,
             Err(error) => {
                 // The Learner's step cannot fail: stop the run and report it afterwards.
@@ -261,7 +273,7 @@ impl<B: Backend> InferenceStep for Distiller<B> {
     type Output = StepOutput;
 
     fn step(&self, batch: PromptBatch) -> StepOutput {
-        match self.forward_training(&batch, &self.student, &self.teacher) {
+        match self.forward_training(&batch, &self.teacher, (&self.student, &self.teacher)) {
             Ok((loss, mut output)) => {
                 output.loss = loss.map_or(0.0, |l| l.into_scalar().elem::<f64>());
                 output
