@@ -175,6 +175,15 @@ impl StepLoader {
         Self { devices: devices.clamp(1, self.batch_size.max(1)), ..self }
     }
 
+    /// A loader of node `rank`'s share of every batch in a run of `nodes` processes (one
+    /// device each), cut as devices' shares are.
+    pub fn node_share(self, rank: usize, nodes: usize) -> Self {
+        match nodes {
+            0 | 1 => self,
+            _ => Self { rows: share_rows(rank, nodes, self.batch_size), ..self },
+        }
+    }
+
     /// The share of the device that `split_dataloader` hands items `start..` of an epoch:
     /// it cuts the `N` items into `D` slices of `⌊N/D⌋` (the last takes the rest), so the
     /// device's index is `start / ⌊N/D⌋`. The share counts its own epochs, because every
@@ -182,10 +191,9 @@ impl StepLoader {
     fn share(&self, start: usize) -> Self {
         let per_device = (self.steps_per_epoch * self.batch_size / self.devices).max(1);
         let device = (start / per_device).min(self.devices - 1);
-        let row = |d: usize| d * self.batch_size / self.devices;
         let epoch = self.epochs_started.load(Ordering::SeqCst);
         Self {
-            rows: row(device)..row(device + 1),
+            rows: share_rows(device, self.devices, self.batch_size),
             epochs_started: Arc::new(AtomicUsize::new(epoch)),
             ..self.clone()
         }
@@ -215,6 +223,13 @@ impl StepLoader {
             seed: self.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
         }
     }
+}
+
+/// Rows `⌊i·b/n⌋..⌊(i+1)·b/n⌋`: share `i` of `n` of a batch of `b` rows. The shares cover
+/// every row once, in order, and differ in size by at most one row.
+fn share_rows(index: usize, count: usize, batch_size: usize) -> Range<usize> {
+    let row = |i: usize| i * batch_size / count;
+    row(index)..row(index + 1)
 }
 
 struct StepIter {

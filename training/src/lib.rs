@@ -21,6 +21,7 @@ mod faults;
 mod guard;
 mod loss;
 mod metrics;
+mod nodes;
 pub mod plot;
 pub mod progress;
 mod rollout;
@@ -45,9 +46,10 @@ pub use loss::{
     student_noisy_inputs, BatchLoss, Divergence, Example, Loss, Objective, ResponseSource, Targets,
 };
 pub use metrics::read_log;
+pub use nodes::{NodeSettings, EXIT_PEER_LOST};
 pub use rollout::{make_examples, RolloutError, RolloutSettings, RolloutStats};
 pub use schedule::WarmupCosine;
 pub use state::{random_mask, response_blocks, select_masked, MaskingSchedule, StateSelection};
 pub use step::{Distiller, StepOutput, StepSettings};
 pub use student::{initial_student, InitialStudent};
-pub use trainer::{optimizer, train, train_data_parallel, TrainSummary};
+pub use trainer::{optimizer, train, train_data_parallel, train_multi_node, TrainSummary};

@@ -21,6 +21,7 @@ use crate::data::PromptBatch;
 use crate::faults::FaultInjection;
 use crate::guard::NumericGuard;
 use crate::loss::Loss;
+use crate::nodes::NodeGroup;
 use crate::rollout::{make_examples, RolloutError, RolloutSettings};
 
 /// What a step needs besides the two models.
@@ -44,6 +45,8 @@ pub struct StepSettings {
     /// The global batch's loss denominator, summed over the devices of a data-parallel
     /// run (shared by all copies of the model).
     pub totals: Arc<BatchTotals>,
+    /// The other processes of a multi-node run (`None`: this process is the whole run).
+    pub nodes: Option<Arc<NodeGroup>>,
 }
 
 impl StepSettings {
@@ -70,6 +73,7 @@ impl StepSettings {
             guard,
             faults: config.faults.clone(),
             totals: Arc::new(BatchTotals::new(1)),
+            nodes: None,
         }
     }
 }
@@ -182,6 +186,14 @@ impl<B: Backend> Distiller<B> {
         // Every share posts, even one whose rollout failed, or the others would wait.
         let local = made.as_ref().map_or(0.0, |(examples, _)| s.loss.denominator(examples));
         let denominator = s.totals.sum(batch.step, local);
+        let denominator = match &s.nodes {
+            Some(group) => {
+                let device = rollout_student.devices()[0].clone();
+                let what = format!("step {}'s loss denominator", batch.step);
+                group.sum::<R>(&what, &[denominator], &device)[0]
+            }
+            None => denominator,
+        };
         let (examples, stats) = made?;
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
@@ -209,6 +221,86 @@ impl<B: Backend> Distiller<B> {
     }
 }
 
+impl<B: AutodiffBackend> Distiller<B> {
+    /// This share's gradients and their norm (none when the loss is not finite); records
+    /// the loss in `output`.
+    fn local_gradients(
+        &self,
+        loss: Tensor<B, 1>,
+        output: &mut StepOutput,
+        step: usize,
+    ) -> (GradientsParams, f64) {
+        let loss = inject_faults(loss, &self.settings.faults, step);
+        output.loss = loss.clone().into_scalar().elem::<f64>();
+        let grads = if output.loss.is_finite() {
+            GradientsParams::from_grads(loss.backward(), self)
+        } else {
+            GradientsParams::new()
+        };
+        let norm =
+            global_norm::<B, Self>(self, &grads).map_or(0.0, |n| n.into_scalar().elem::<f64>());
+        (grads, norm)
+    }
+
+    /// `grads`, or none when the guard judges the step bad (its update is skipped).
+    fn unless_bad(
+        &self,
+        grads: GradientsParams,
+        norm: f64,
+        output: &mut StepOutput,
+        step: usize,
+    ) -> GradientsParams {
+        if self.settings.guard.check(step, output.loss, norm) {
+            output.skipped = 1.0;
+            GradientsParams::new()
+        } else {
+            grads
+        }
+    }
+
+    /// A multi-node step: sums the loss, the squared gradient norm and the step's counts
+    /// over the nodes (so every node judges the same global numbers, and rank 0 logs the
+    /// whole batch's), then, unless that global step is bad, the gradients themselves.
+    fn sum_over_nodes(
+        &self,
+        group: &NodeGroup,
+        local: Option<(GradientsParams, f64)>,
+        output: &mut StepOutput,
+        step: usize,
+    ) -> GradientsParams {
+        let (grads, norm) = local.unwrap_or_else(|| (GradientsParams::new(), 0.0));
+        let o = &*output;
+        let rows = o.batch_size as f64;
+        let figures = [
+            o.loss,
+            norm * norm,
+            o.tokens as f64,
+            o.response_tokens as f64,
+            o.rollout_forwards as f64,
+            rows,
+            o.rollout_len * rows,
+        ];
+        let device = self.student.devices()[0].clone();
+        let what = format!("step {step}'s loss and counts");
+        let [loss, norm_sq, tokens, response, forwards, rows, generated] =
+            group.sum::<B::InnerBackend>(&what, &figures, &device)[..]
+        else {
+            unreachable!("the sum has as many figures as were sent")
+        };
+        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+        output.loss = loss;
+        (output.tokens, output.response_tokens) = (tokens as usize, response as usize);
+        (output.rollout_forwards, output.batch_size) = (forwards as usize, rows as usize);
+        output.rollout_len = ratio(generated, rows);
+        output.rollout_tokens_per_forward = ratio(generated, forwards);
+        let grads = self.unless_bad(grads, norm_sq.sqrt(), output, step);
+        if output.skipped > 0.0 {
+            return grads;
+        }
+        group.sum_gradients::<B, Self>(step, self, grads)
+    }
+}
+
 impl<B: AutodiffBackend> TrainStep for Distiller<B> {
     type Input = PromptBatch;
     type Output = StepOutput;
@@ -220,32 +312,18 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
             Ok(result) => result,
             Err(error) => {
                 // The Learner's step cannot fail: stop the run and report it afterwards.
+                // A node of a multi-node run still takes part in the step's sums below.
                 self.settings.guard.fail_rollout(batch.step, error);
-                let output = StepOutput { batch_size: batch.items.len(), ..Default::default() };
-                return TrainOutput { grads: GradientsParams::new(), item: output };
+                (None, StepOutput { batch_size: batch.items.len(), ..Default::default() })
             }
         };
         let started = Instant::now();
-        let grads = match loss {
-            Some(loss) => {
-                let loss = inject_faults(loss, &self.settings.faults, batch.step);
-                output.loss = loss.clone().into_scalar().elem::<f64>();
-                let grads = if output.loss.is_finite() {
-                    GradientsParams::from_grads(loss.backward(), self)
-                } else {
-                    GradientsParams::new()
-                };
-                let norm = global_norm::<B, Self>(self, &grads)
-                    .map_or(0.0, |n| n.into_scalar().elem::<f64>());
-                if self.settings.guard.check(batch.step, output.loss, norm) {
-                    output.skipped = 1.0;
-                    GradientsParams::new()
-                } else {
-                    grads
-                }
-            }
+        let local = loss.map(|loss| self.local_gradients(loss, &mut output, batch.step));
+        let grads = match (&self.settings.nodes, local) {
+            (Some(group), local) => self.sum_over_nodes(group, local, &mut output, batch.step),
+            (None, Some((grads, norm))) => self.unless_bad(grads, norm, &mut output, batch.step),
             // Every response was empty or only a stop token: nothing to learn this step.
-            None => GradientsParams::new(),
+            (None, None) => GradientsParams::new(),
         };
         output.student_seconds += started.elapsed().as_secs_f64();
         TrainOutput { grads, item: output }

@@ -20,13 +20,15 @@ use opdlm_model::TextTokenizer;
 
 use crate::batch_totals::BatchTotals;
 use crate::checkpoint::{
-    discard_after, latest_checkpoint, verified_checkpoint, AtomicRecorder, SaveEveryEpoch,
+    discard_after, latest_checkpoint, verified_checkpoint, verify_checkpoint, AtomicRecorder,
+    SaveEveryEpoch,
 };
 use crate::config::TrainConfig;
 use crate::data::{load_prompts, NoValidation, StepLoader};
 use crate::error::TrainError;
 use crate::guard::NumericGuard;
 use crate::metrics::{read_log, step_metrics, StepRenderer};
+use crate::nodes::{NodeGroup, NodeSettings};
 use crate::plot::plot_curves;
 use crate::schedule::WarmupCosine;
 use crate::step::Distiller;
@@ -90,18 +92,70 @@ pub fn train_data_parallel<B: AutodiffBackend>(
     devices: &[B::Device],
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
+    run::<B>(config, devices, None, resume)
+}
+
+/// Trains per `config` as one node of a multi-node run on `device` (see `crate::nodes`):
+/// every node runs this with its own rank and the same settings, and takes its share of
+/// each step's batch. Rank 0 writes `config.out`; another rank keeps its own checkpoints
+/// and log (the same weights and figures as rank 0's) in `<out>/rank-<rank>`, so that
+/// resuming needs no shared filesystem, and exports nothing.
+pub fn train_multi_node<B: AutodiffBackend>(
+    config: &TrainConfig,
+    device: &B::Device,
+    nodes: NodeSettings,
+    resume: bool,
+) -> Result<TrainSummary, TrainError> {
+    run::<B>(config, std::slice::from_ref(device), Some(nodes), resume)
+}
+
+/// A run on `devices` of this process, alone or as one of several `nodes`.
+fn run<B: AutodiffBackend>(
+    config: &TrainConfig,
+    devices: &[B::Device],
+    nodes: Option<NodeSettings>,
+    resume: bool,
+) -> Result<TrainSummary, TrainError> {
     config.validate()?;
     let Some(device) = devices.first() else {
         return Err(TrainError::Data("no device to train on".into()));
     };
-    if devices.len() > config.batch_size {
+    if nodes.is_some() && devices.len() > 1 {
+        return Err(TrainError::Data(
+            "a node of a multi-node run trains on one device (give each device its own node rank)"
+                .into(),
+        ));
+    }
+    let shares = devices.len() * nodes.as_ref().map_or(1, |n| n.nodes);
+    if shares > config.batch_size {
         return Err(TrainError::Data(format!(
-            "{} devices need a batch of at least {0} prompts (one each); the batch size is {}",
-            devices.len(),
+            "{shares} devices need a batch of at least {shares} prompts (one each); the batch size is {}",
             config.batch_size
         )));
     }
-    let resume_epoch = prepare_output(config, resume)?;
+    let group = match nodes {
+        Some(settings) => Some(Arc::new(NodeGroup::join::<B::InnerBackend>(settings, device)?)),
+        None => None,
+    };
+    let rank = group.as_ref().map_or(0, |g| g.rank());
+    let node_config;
+    let config = match rank {
+        0 => config,
+        _ => {
+            node_config =
+                TrainConfig { out: config.out.join(format!("rank-{rank}")), ..config.clone() };
+            &node_config
+        }
+    };
+    let resume_epoch = match (&group, resume) {
+        (_, false) => None,
+        (None, true) => Some(verified_checkpoint(&config.out)),
+        (Some(group), true) => {
+            let holds = |epoch| verify_checkpoint(&config.out, epoch, true).is_ok();
+            Some(group.common_checkpoint::<B::InnerBackend>(config.epochs(), holds, device))
+        }
+    };
+    let resume_epoch = prepare_output(config, resume_epoch)?;
     let student = initial_student::<B>(config, device)?;
     let context = student.model.config().max_position_embeddings;
     if config.block_size > context {
@@ -122,6 +176,7 @@ pub fn train_data_parallel<B: AutodiffBackend>(
     let mut model =
         Distiller::from_config(config, student.model, student.stop_tokens, guard.clone());
     model.settings.totals = Arc::new(BatchTotals::new(devices.len()));
+    model.settings.nodes = group.clone();
     // The Learner advances the schedule once per micro-batch.
     let schedule = WarmupCosine::new(
         config.lr,
@@ -138,7 +193,8 @@ pub fn train_data_parallel<B: AutodiffBackend>(
         config.seed,
         resume_epoch,
     )
-    .split_over(devices.len());
+    .split_over(devices.len())
+    .node_share(rank, group.as_ref().map_or(1, |g| g.nodes()));
     let recorder = AtomicRecorder::for_run(config);
     let mut training = supervised_training(
         config,
@@ -155,17 +211,20 @@ pub fn train_data_parallel<B: AutodiffBackend>(
     }
     let result = training.launch(learner);
     stopped_early(config, &recorder, &guard)?;
-    export(config, &result.model.student, &student.tokenizer)
+    let tokenizer = (rank == 0).then_some(&student.tokenizer);
+    export(config, &result.model.student, tokenizer)
 }
 
-/// Makes `config.out` ready: refuses another run's checkpoints unless resuming, removes
-/// leftovers of a killed run (temporary files, incomplete later epochs, which would be
-/// mistaken for, or mixed with, the checkpoints this run writes) and saves `config.json`.
-/// Returns the epoch the run starts after (0 when fresh).
-fn prepare_output(config: &TrainConfig, resume: bool) -> Result<usize, TrainError> {
+/// Makes `config.out` ready: refuses another run's checkpoints unless resuming (from
+/// `resume_epoch`, the newest complete checkpoint), removes leftovers of a killed run
+/// (temporary files, incomplete or later epochs, which would be mistaken for, or mixed
+/// with, the checkpoints this run writes) and saves `config.json`. Returns the epoch the
+/// run starts after (0 when fresh).
+fn prepare_output(config: &TrainConfig, resume_epoch: Option<usize>) -> Result<usize, TrainError> {
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let resume_epoch = if resume { verified_checkpoint(out) } else { 0 };
+    let resume = resume_epoch.is_some();
+    let resume_epoch = resume_epoch.unwrap_or(0);
     if !resume && latest_checkpoint(out) > 0 {
         return Err(TrainError::OutputInUse(out.display().to_string()));
     }
@@ -228,15 +287,18 @@ fn stopped_early(
     Ok(())
 }
 
-/// Saves the trained student as a Hugging Face directory (`<out>/model`), plots the
-/// curves and sums up the run from its metrics log.
+/// Saves the trained student as a Hugging Face directory (`<out>/model`; not when
+/// `tokenizer` is `None`: a node other than rank 0), plots the curves and sums up the
+/// run from its metrics log.
 fn export<B: burn::prelude::Backend>(
     config: &TrainConfig,
     student: &opdlm_model::Transformer<B>,
-    tokenizer: &TextTokenizer,
+    tokenizer: Option<&TextTokenizer>,
 ) -> Result<TrainSummary, TrainError> {
     let model_dir = config.out.join("model");
-    save_hf_dir(student, tokenizer, &model_dir)?;
+    if let Some(tokenizer) = tokenizer {
+        save_hf_dir(student, tokenizer, &model_dir)?;
+    }
     let metrics = config.out.join("metrics.jsonl");
     let log = read_log(&metrics);
     let plot = plot_curves(&log, &config.out.join("curves.png")).ok();

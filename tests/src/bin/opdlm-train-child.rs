@@ -3,6 +3,8 @@
 //! ```text
 //! opdlm-train-child train <teacher> <out> <steps> [--resume] [--pause-before-rename NAME]
 //!                         [--file-size-limit BYTES]
+//!                         [--nodes N --node-rank R --coordinator HOST:PORT
+//!                          --node-address HOST:PORT [--collective-timeout SECONDS]]
 //! opdlm-train-child export <model dir> <destination> [--file-size-limit BYTES]
 //! ```
 //! `train` runs `opdlm_tests::tiny_train_config`. `--pause-before-rename NAME` prints
@@ -10,7 +12,8 @@
 //! `optim-2.mpk`) is written but not yet renamed into place, so the test can kill the
 //! process inside a checkpoint write. `--file-size-limit` caps the size of every file the
 //! process writes (`RLIMIT_FSIZE`, writes past it fail with EFBIG as on a full disk, even
-//! for root). Errors go to stderr with exit status 2.
+//! for root). `--nodes` makes the run one node of a multi-node run
+//! (`opdlm_training::train_multi_node`). Errors go to stderr with exit status 2.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,9 +69,25 @@ fn main() {
                 config.faults.before_rename = Some(pause_before_rename);
             }
             let resume = args.iter().any(|a| a == "--resume");
-            opdlm_training::train::<burn::backend::Autodiff<TestBackend>>(&config, &device, resume)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            type A = burn::backend::Autodiff<TestBackend>;
+            match flag("--nodes") {
+                Some(nodes) => {
+                    let nodes = opdlm_training::NodeSettings {
+                        nodes: nodes.parse().expect("--nodes N"),
+                        rank: flag("--node-rank").expect("--node-rank").parse().expect("a rank"),
+                        coordinator: flag("--coordinator").expect("--coordinator HOST:PORT"),
+                        address: flag("--node-address").expect("--node-address HOST:PORT"),
+                        timeout: std::time::Duration::from_secs_f64(
+                            flag("--collective-timeout")
+                                .map_or(60.0, |s| s.parse().expect("seconds")),
+                        ),
+                    };
+                    opdlm_training::train_multi_node::<A>(&config, &device, nodes, resume)
+                }
+                None => opdlm_training::train::<A>(&config, &device, resume),
+            }
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         }
         "export" => opdlm_model::load_pretrained::<TestBackend>(Path::new(&args[1]), &device)
             .and_then(|m| {
