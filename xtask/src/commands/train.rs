@@ -13,7 +13,8 @@ use burn::prelude::Backend;
 use clap::Args;
 use opdlm_harness::builtin;
 use opdlm_training::{
-    train_data_parallel, Divergence, Objective, RampShape, StateSelection, TrainConfig,
+    train_data_parallel, train_multi_node, Divergence, NodeSettings, Objective, RampShape,
+    StateSelection, TrainConfig,
 };
 use serde::Serialize;
 
@@ -151,6 +152,32 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     #[serde(skip)]
     pub devices: u16,
+    /// Processes (usually machines) training as one, on burn-collective: start the same
+    /// command on each with its own --node-rank. Each takes its share of every step's
+    /// batch; they sum gradients every step. Rank 0 writes --out and the export; rank R
+    /// keeps its own checkpoints in <out>/rank-R. The transport is unauthenticated: keep
+    /// the nodes on a trusted network.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    #[serde(skip)]
+    pub nodes: u16,
+    /// This process's rank among --nodes (0 serves the coordinator).
+    #[arg(long, default_value_t = 0)]
+    #[serde(skip)]
+    pub node_rank: u16,
+    /// host:port of the coordinator, which rank 0 serves (on its own --node-address host).
+    #[arg(long, default_value = "127.0.0.1:29500")]
+    #[serde(skip)]
+    pub coordinator: String,
+    /// host:port where this node serves its tensors to the others, listening on that
+    /// host's interface only [default: the coordinator's host, port 29501 + rank].
+    #[arg(long)]
+    #[serde(skip)]
+    pub node_address: Option<String>,
+    /// Seconds a node waits for the others in any one exchange before it stops with an
+    /// error naming the ranks that did not answer (a rollout step must fit in it).
+    #[arg(long, default_value_t = 600.0)]
+    #[serde(skip)]
+    pub collective_timeout: f64,
 }
 
 /// `--help`'s closing table: every setting's default, and what the bare `cargo xtask
@@ -213,6 +240,35 @@ impl TrainArgs {
         Ok(config)
     }
 
+    /// The multi-node settings of `--nodes` > 1.
+    fn node_settings(&self) -> anyhow::Result<Option<NodeSettings>> {
+        if self.nodes == 1 {
+            return Ok(None);
+        }
+        if self.devices > 1 {
+            anyhow::bail!("--nodes with --devices > 1: start one node per device instead");
+        }
+        let address = match &self.node_address {
+            Some(address) => address.clone(),
+            None => {
+                let (host, _) = self.coordinator.rsplit_once(':').with_context(|| {
+                    format!("--coordinator `{}` is not host:port", self.coordinator)
+                })?;
+                format!("{host}:{}", 29501 + u32::from(self.node_rank))
+            }
+        };
+        if !(self.collective_timeout > 0.0 && self.collective_timeout.is_finite()) {
+            anyhow::bail!("--collective-timeout must be a positive number of seconds");
+        }
+        Ok(Some(NodeSettings {
+            nodes: usize::from(self.nodes),
+            rank: usize::from(self.node_rank),
+            coordinator: self.coordinator.clone(),
+            address,
+            timeout: std::time::Duration::from_secs_f64(self.collective_timeout),
+        }))
+    }
+
     /// `base` with every flag that was given written over its key.
     fn apply_to(&self, base: TrainConfig) -> anyhow::Result<TrainConfig> {
         let mut merged = serde_json::to_value(&base)?;
@@ -231,6 +287,8 @@ impl TrainArgs {
 struct TrainTask {
     config: TrainConfig,
     resume: bool,
+    /// This process's place in a multi-node run (`None`: the whole run).
+    nodes: Option<NodeSettings>,
     /// Evaluate teacher and student on the built-in tasks' test split afterwards.
     builtin: bool,
 }
@@ -238,15 +296,23 @@ struct TrainTask {
 /// Runs `cargo xtask train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let task = TrainTask { config, resume: args.resume, builtin: args.is_builtin() };
+    let nodes = args.node_settings()?;
+    let task = TrainTask { config, resume: args.resume, builtin: args.is_builtin(), nodes };
     dispatch_devices(args.backend, usize::from(args.devices), task)
 }
 
 impl DevicesTask for TrainTask {
     fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
-        let summary = train_data_parallel::<Autodiff<B>>(&self.config, &devices, self.resume)
-            .context("training failed")?;
         let device = devices[0].clone();
+        // Only rank 0 of a multi-node run has the export to evaluate.
+        let evaluate = self.builtin && self.nodes.as_ref().is_none_or(|n| n.rank == 0);
+        let summary = match self.nodes {
+            Some(nodes) => {
+                train_multi_node::<Autodiff<B>>(&self.config, &device, nodes, self.resume)
+            }
+            None => train_data_parallel::<Autodiff<B>>(&self.config, &devices, self.resume),
+        }
+        .context("training failed")?;
         println!(
             "trained {} steps on {:.0} tokens: loss {:.4} → {:.4}",
             summary.steps, summary.tokens_total, summary.first_loss, summary.last_loss
@@ -256,7 +322,7 @@ impl DevicesTask for TrainTask {
         if let Some(plot) = summary.plot {
             println!("curves:  {}", plot.display());
         }
-        if self.builtin {
+        if evaluate {
             let markdown =
                 builtin::compare_on_builtin_tasks::<B>(&self.config, &summary.model_dir, &device)?;
             println!("{markdown}");
