@@ -283,7 +283,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let dims = param.val().dims();
         let size: usize = dims.iter().product();
-        let piece = self.flat.clone().slice([self.offset..self.offset + size]).reshape(dims);
+        let piece = self.flat.clone().narrow(0, self.offset, size).reshape(dims);
         self.grads.register::<B::InnerBackend, D>(param.id, piece);
         self.offset += size;
     }

@@ -229,9 +229,17 @@ impl TrainArgs {
             None if self.is_builtin() => {
                 let out = self.out.clone().unwrap_or_else(builtin::default_out);
                 let seed = self.seed.unwrap_or(0);
-                builtin::builtin_train_config(&out, seed).with_context(|| {
-                    format!("writing the built-in prompts into {}", out.display())
-                })?
+                // Each node of a multi-node run writes the built-in prompts (the same: they
+                // come from the seed) into its own directory: nodes may share `--out`.
+                let prompts_dir = match self.node_rank {
+                    0 => out.clone(),
+                    rank => out.join(format!("rank-{rank}")),
+                };
+                let config =
+                    builtin::builtin_train_config(&prompts_dir, seed).with_context(|| {
+                        format!("writing the built-in prompts into {}", prompts_dir.display())
+                    })?;
+                TrainConfig { out, ..config }
             }
             None => TrainConfig::default(),
         };

@@ -7,7 +7,7 @@ use crate::global::{
     shared::{CollectiveMessage, GlobalCollectiveError},
 };
 use burn_communication::{
-    CommunicationChannel, Message, ProtocolServer, util::os_shutdown_signal, websocket::WsServer,
+    CommunicationChannel, Message, ProtocolServer, websocket::WsServer,
 };
 
 /// The global collective state manages collective operations on the global level
@@ -131,7 +131,10 @@ impl GlobalOrchestrator {
 /// Start a global orchestrator with WebSocket on the given port
 pub async fn start_global_orchestrator(port: u16) {
     let server = WsServer::new(port);
-    let res = GlobalOrchestrator::start(os_shutdown_signal(), server).await;
+    // OPDLM patch: served until the process ends. Upstream stopped on Ctrl-C/SIGTERM
+    // through tokio's signal handlers, which take those signals from the whole process:
+    // a training process serving the orchestrator could then no longer be interrupted.
+    let res = GlobalOrchestrator::start(std::future::pending(), server).await;
     if let Err(err) = res {
         log::error!("Global Collective Orchestrator error: {err:?}");
     }
