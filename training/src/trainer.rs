@@ -3,6 +3,7 @@
 //! epoch = one checkpoint interval), report why a run stopped early, export the student
 //! and plot the curves.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -120,41 +121,14 @@ fn run<B: AutodiffBackend>(
     let Some(device) = devices.first() else {
         return Err(TrainError::Data("no device to train on".into()));
     };
-    if nodes.is_some() && devices.len() > 1 {
-        return Err(TrainError::Data(
-            "a node of a multi-node run trains on one device (give each device its own node rank)"
-                .into(),
-        ));
-    }
-    let shares = devices.len() * nodes.as_ref().map_or(1, |n| n.nodes);
-    if shares > config.batch_size {
-        return Err(TrainError::Data(format!(
-            "{shares} devices need a batch of at least {shares} prompts (one each); the batch size is {}",
-            config.batch_size
-        )));
-    }
+    check_parallelism(config, devices.len(), nodes.as_ref())?;
     let group = match nodes {
         Some(settings) => Some(Arc::new(NodeGroup::join::<B::InnerBackend>(settings, device)?)),
         None => None,
     };
     let rank = group.as_ref().map_or(0, |g| g.rank());
-    let node_config;
-    let config = match rank {
-        0 => config,
-        _ => {
-            node_config =
-                TrainConfig { out: config.out.join(format!("rank-{rank}")), ..config.clone() };
-            &node_config
-        }
-    };
-    let resume_epoch = match (&group, resume) {
-        (_, false) => None,
-        (None, true) => Some(verified_checkpoint(&config.out)),
-        (Some(group), true) => {
-            let holds = |epoch| verify_checkpoint(&config.out, epoch, true).is_ok();
-            Some(group.common_checkpoint::<B::InnerBackend>(config.epochs(), holds, device))
-        }
-    };
+    let config = &node_config(config, rank);
+    let resume_epoch = resume.then(|| resume_epoch::<B>(config, group.as_deref(), device));
     let resume_epoch = prepare_output(config, resume_epoch)?;
     let student = initial_student::<B>(config, device)?;
     let context = student.model.config().max_position_embeddings;
@@ -213,6 +187,56 @@ fn run<B: AutodiffBackend>(
     stopped_early(config, &recorder, &guard)?;
     let tokenizer = (rank == 0).then_some(&student.tokenizer);
     export(config, &result.model.student, tokenizer)
+}
+
+/// Refuses what data parallelism cannot do: several devices in a node of a multi-node
+/// run, and fewer prompts per step than devices in all.
+fn check_parallelism(
+    config: &TrainConfig,
+    devices: usize,
+    nodes: Option<&NodeSettings>,
+) -> Result<(), TrainError> {
+    if nodes.is_some() && devices > 1 {
+        return Err(TrainError::Data(
+            "a node of a multi-node run trains on one device (give each device its own node rank)"
+                .into(),
+        ));
+    }
+    let shares = devices * nodes.map_or(1, |n| n.nodes);
+    if shares > config.batch_size {
+        return Err(TrainError::Data(format!(
+            "{shares} devices need a batch of at least {shares} prompts (one each); the batch size is {}",
+            config.batch_size
+        )));
+    }
+    Ok(())
+}
+
+/// The checkpoint a resumed run starts after: the newest complete one, or, in a
+/// multi-node run, the newest that every node holds complete.
+fn resume_epoch<B: AutodiffBackend>(
+    config: &TrainConfig,
+    group: Option<&NodeGroup>,
+    device: &B::Device,
+) -> usize {
+    match group {
+        None => verified_checkpoint(&config.out),
+        Some(group) => {
+            let holds = |epoch| verify_checkpoint(&config.out, epoch, true).is_ok();
+            group.common_checkpoint::<B::InnerBackend>(config.epochs(), holds, device)
+        }
+    }
+}
+
+/// The settings of node `rank`: rank 0 writes `config.out`, another rank `<out>/rank-<rank>`.
+fn node_config(config: &TrainConfig, rank: usize) -> Cow<'_, TrainConfig> {
+    match rank {
+        0 => Cow::Borrowed(config),
+        _ => Cow::Owned(TrainConfig {
+            out: config.out.join(format!("rank-{rank}")),
+            ..config.clone()
+        }),
+    }
 }
 
 /// Makes `config.out` ready: refuses another run's checkpoints unless resuming (from
