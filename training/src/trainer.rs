@@ -319,10 +319,15 @@ fn export<B: burn::prelude::Backend>(
     student: &opdlm_model::Transformer<B>,
     tokenizer: Option<&TextTokenizer>,
 ) -> Result<TrainSummary, TrainError> {
-    let model_dir = config.out.join("model");
-    if let Some(tokenizer) = tokenizer {
-        save_hf_dir(student, tokenizer, &model_dir)?;
-    }
+    let model_dir = match tokenizer {
+        Some(tokenizer) => {
+            let model_dir = config.out.join("model");
+            save_hf_dir(student, tokenizer, &model_dir)?;
+            model_dir
+        }
+        // Rank 0's export, one level up from this node's `<out>/rank-<rank>`.
+        None => config.out.parent().unwrap_or(&config.out).join("model"),
+    };
     let metrics = config.out.join("metrics.jsonl");
     let log = read_log(&metrics);
     let plot = plot_curves(&log, &config.out.join("curves.png")).ok();
