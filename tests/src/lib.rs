@@ -56,6 +56,26 @@ pub fn smollm2_gguf() -> PathBuf {
     path
 }
 
+/// Every float parameter of a model, in visiting order.
+pub fn weights<B: Backend>(model: &Transformer<B>) -> Vec<Vec<f32>> {
+    struct Collect(Vec<Vec<f32>>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.0.push(param.val().into_data().to_vec::<f32>().unwrap());
+        }
+    }
+    let mut collect = Collect(vec![]);
+    model.visit(&mut collect);
+    collect.0
+}
+
+/// The largest absolute difference between two models' float parameters.
+pub fn max_weight_diff<B: Backend>(a: &Transformer<B>, b: &Transformer<B>) -> f32 {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len(), "the models have different parameters");
+    a.iter().zip(&b).map(|(x, y)| max_abs_diff(x, y)).fold(0.0, f32::max)
+}
+
 /// Largest absolute difference between two equally long slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");

@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
-use opdlm_model::{load_model, Transformer};
-use opdlm_tests::{logged_losses, max_abs_diff, tiny_model_dir, TestBackend};
+use opdlm_model::load_model;
+use opdlm_tests::{logged_losses, max_weight_diff, tiny_model_dir, TestBackend};
 
 type B = TestBackend;
 
@@ -72,19 +70,6 @@ fn stderr_of(out: &Path) -> String {
     std::fs::read_to_string(out.with_extension("log")).unwrap_or_default()
 }
 
-/// Every float parameter of a model, in visiting order.
-fn weights(model: &Transformer<B>) -> Vec<Vec<f32>> {
-    struct Collect(Vec<Vec<f32>>);
-    impl ModuleVisitor<B> for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.0.push(param.val().into_data().to_vec::<f32>().unwrap());
-        }
-    }
-    let mut collect = Collect(vec![]);
-    model.visit(&mut collect);
-    collect.0
-}
-
 #[test]
 fn two_nodes_on_loopback_train_as_one_process_and_resume() {
     let teacher = tiny_model_dir("tiny-llama", "nodes");
@@ -111,11 +96,10 @@ fn two_nodes_on_loopback_train_as_one_process_and_resume() {
     // Rank 1 keeps its own log and checkpoints, with the same (global) figures.
     assert_eq!(logged_losses(&rank1.join("rank-1")), got, "the nodes logged different losses");
     let device = Default::default();
-    let (a, b) = (
-        weights(&load_model::<B>(&single.join("model"), &device).unwrap()),
-        weights(&load_model::<B>(&rank0.join("model"), &device).unwrap()),
+    let weight_diff = max_weight_diff(
+        &load_model::<B>(&single.join("model"), &device).unwrap(),
+        &load_model::<B>(&rank0.join("model"), &device).unwrap(),
     );
-    let weight_diff = a.iter().zip(&b).map(|(x, y)| max_abs_diff(x, y)).fold(0.0, f32::max);
     println!(
         "1 process vs 2 nodes, 8 steps: max |Δloss| {loss_diff:e}, max |Δweight| {weight_diff:e}"
     );

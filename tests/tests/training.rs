@@ -6,12 +6,11 @@
 //!   uninterrupted run, and its exported model decodes;
 //! - the student read back from the last checkpoint is the exported student.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 use opdlm_inference::{generate, CommitRule, DecodeConfig, RowOutput, SamplingConfig};
-use opdlm_model::{load_model, Transformer};
+use opdlm_model::load_model;
 use opdlm_tests::{
-    logged_losses as losses, tiny_model_dir, tiny_train_config as config, TestBackend,
+    logged_losses as losses, max_weight_diff, tiny_model_dir, tiny_train_config as config, weights,
+    TestBackend,
 };
 use opdlm_training::{load_checkpoint_student, train, train_data_parallel};
 use opdlm_training::{student_noisy_inputs, Divergence, Example, Loss, Objective, StateSelection};
@@ -180,19 +179,6 @@ fn opdlm_loss_goes_down_and_a_resumed_run_continues_exactly() {
     );
 }
 
-/// Every float parameter of a model, in visiting order.
-fn weights(model: &Transformer<B>) -> Vec<Vec<f32>> {
-    struct Collect(Vec<Vec<f32>>);
-    impl ModuleVisitor<B> for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.0.push(param.val().into_data().to_vec::<f32>().unwrap());
-        }
-    }
-    let mut collect = Collect(vec![]);
-    model.visit(&mut collect);
-    collect.0
-}
-
 #[test]
 fn a_non_finite_step_is_skipped_counted_and_training_goes_on() {
     type A = burn::backend::Autodiff<B>;
@@ -292,11 +278,4 @@ fn two_devices_train_as_one_and_resume_exactly() {
     }
     train_data_parallel::<A>(&run, &[device, device], true).unwrap();
     assert_eq!(losses(&two), b, "the resumed two-device run diverged");
-}
-
-/// The largest absolute difference between two models' float parameters.
-fn max_weight_diff(a: &Transformer<B>, b: &Transformer<B>) -> f32 {
-    let (a, b) = (weights(a), weights(b));
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(&b).map(|(x, y)| opdlm_tests::max_abs_diff(x, y)).fold(0.0, f32::max)
 }

@@ -18,7 +18,7 @@ use burn::train::renderer::{
 use std::sync::Arc;
 
 use crate::progress::Progress;
-use crate::step::StepOutput;
+use crate::step::{rollout_means, StepOutput};
 
 /// One number of [`StepOutput`] as a burn-train metric.
 #[derive(Clone)]
@@ -160,7 +160,7 @@ fn merge_shares(shares: Vec<Vec<(String, f64)>>) -> Vec<(String, f64)> {
     let rows = sum("batch_size");
     let generated: f64 =
         all("rollout_len").iter().zip(all("batch_size")).map(|(len, rows)| len * rows).sum();
-    let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+    let (mean_len, per_forward) = rollout_means(generated, rows, sum("rollout_forwards"));
     let first = shares.first().cloned().unwrap_or_default();
     first
         .into_iter()
@@ -169,8 +169,8 @@ fn merge_shares(shares: Vec<Vec<(String, f64)>>) -> Vec<(String, f64)> {
                 "loss" | "tokens" | "response_tokens" | "rollout_forwards" | "batch_size" => {
                     sum(&name)
                 }
-                "rollout_len" => ratio(generated, rows),
-                "rollout_tokens_per_forward" => ratio(generated, sum("rollout_forwards")),
+                "rollout_len" => mean_len,
+                "rollout_tokens_per_forward" => per_forward,
                 "skipped" | "max_rollout_len" => all(&name).into_iter().fold(value, f64::max),
                 n if n.ends_with("_seconds") => all(&name).into_iter().fold(value, f64::max),
                 _ => value,

@@ -287,12 +287,11 @@ impl<B: AutodiffBackend> Distiller<B> {
         else {
             unreachable!("the sum has as many figures as were sent")
         };
-        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
         output.loss = loss;
         (output.tokens, output.response_tokens) = (tokens as usize, response as usize);
         (output.rollout_forwards, output.batch_size) = (forwards as usize, rows as usize);
-        output.rollout_len = ratio(generated, rows);
-        output.rollout_tokens_per_forward = ratio(generated, forwards);
+        (output.rollout_len, output.rollout_tokens_per_forward) =
+            rollout_means(generated, rows, forwards);
         let grads = self.unless_bad(grads, norm_sq.sqrt(), output, step);
         if output.skipped > 0.0 {
             return grads;
@@ -362,6 +361,13 @@ impl<B: Backend> InferenceStep for Distiller<B> {
             }
         }
     }
+}
+
+/// Mean response length and rollout tokens per forward from a step's sums over its
+/// shares (generated tokens, rows, forward passes); 0 where nothing was generated.
+pub(crate) fn rollout_means(generated: f64, rows: f64, forwards: f64) -> (f64, f64) {
+    let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+    (ratio(generated, rows), ratio(generated, forwards))
 }
 
 /// Test faults (see [`FaultInjection`]): a NaN loss, or NaN gradients under a finite loss
