@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU check of a CUDA build: correctness (CUDA logits vs CPU logits) and speed (AR vs
 # dynamic block decoding, one OPDLM training step) on a random-weight Qwen3-0.6B.
-# Builds nothing and needs no network on the GPU host; finishes in a few minutes
-# (every step is under `timeout`; 7.5 minutes at most in all).
+# Builds nothing and needs no network on the GPU host; every step is under `timeout`:
+# 7.5 minutes at most on one GPU, 15.5 with the data-parallel steps of a multi-GPU host.
 #
 # 1. Build the binary beforehand, on any machine with the Rust toolchain (no CUDA toolkit
 #    needed: cudarc loads the driver and NVRTC at run time; the default `ndarray` feature
 #    stays on and serves as the CPU reference):
-#        cargo build --release -p xtask --features cuda
+#        cargo build --release -p xtask --features ddp      # ddp = cuda + burn-train's DDP
 #        mkdir -p gpu-bin && strip -o gpu-bin/xtask target/release/xtask
 # 2. Copy the repository (tests/fixtures is needed, .cache is not) and gpu-bin/xtask to the
 #    GPU host, and run from the repository root:
@@ -94,15 +94,21 @@ if [[ -n "$MODEL" ]]; then
 fi
 
 # 4. Data parallelism (issue 16), where the host has several GPUs: the built-in run for 6
-#    steps on 1 GPU and on all of them (burn-train's multi-device strategy), then the two
-#    runs' losses side by side (they should agree to float rounding) and their step times.
+#    steps on 1 GPU, on all of them with burn-train's multi-device strategy (main-device)
+#    and with its DDP (NCCL; CUDA only), then the losses side by side against the 1-GPU
+#    run (they should agree to float rounding) and the step times.
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if (( GPUS >= 2 )); then
-    for n in 1 "$GPUS"; do
-        step 150 "data-parallel: built-in run, 6 steps on $n GPU(s)" "$XTASK" train --backend "$BACKEND" \
-            --devices "$n" --steps 6 --checkpoint-every 6 --out "$OUT/train-$n-devices"
-    done
-    step 10 "data-parallel: 1 vs $GPUS GPUs" python3 - "$OUT/train-1-devices" "$OUT/train-$GPUS-devices" <<'PY'
+    step 150 "data-parallel: built-in run, 6 steps on 1 GPU" "$XTASK" train --backend "$BACKEND" \
+        --steps 6 --checkpoint-every 6 --out "$OUT/train-1-gpu"
+    strategies=(main-device)
+    [[ "$BACKEND" == cuda ]] && strategies+=(ddp)
+    for strategy in "${strategies[@]}"; do
+        step 150 "data-parallel: built-in run, 6 steps on $GPUS GPUs, --strategy $strategy" "$XTASK" train \
+            --backend "$BACKEND" --devices "$GPUS" --strategy "$strategy" --steps 6 --checkpoint-every 6 \
+            --out "$OUT/train-$GPUS-gpus-$strategy"
+        step 10 "data-parallel: 1 GPU vs $GPUS GPUs ($strategy)" python3 - "$OUT/train-1-gpu" \
+            "$OUT/train-$GPUS-gpus-$strategy" <<'PY'
 import json, sys
 logs = [[json.loads(l) for l in open(f"{d}/metrics.jsonl")] for d in sys.argv[1:]]
 for a, b in zip(*logs):
@@ -110,6 +116,7 @@ for a, b in zip(*logs):
     print(f"step {a['step']}: loss {a['loss']:.6f} vs {b['loss']:.6f} (|Δ| {abs(a['loss'] - b['loss']):.2e}); "
           f"step time {step(a):.3f} s vs {step(b):.3f} s")
 PY
+    done
 else
     say ""
     say "data-parallel check skipped: $GPUS GPU(s) on this host"

@@ -23,6 +23,11 @@ pub struct NumericGuard {
     grad_accum: usize,
     /// Set by a bad micro-batch, consumed by the optimizer step it belongs to.
     skip_update: AtomicBool,
+    /// Optimizers that act on each judgement: 1, or one per device under DDP, where every
+    /// device steps its own copy of the weights and all must take the same decision.
+    optimizers: usize,
+    /// The decision of the optimizer step being taken, and how many optimizers have read it.
+    decision: Mutex<(usize, bool)>,
     /// The first step of the accumulation group being judged.
     group_start: Mutex<Option<usize>>,
     last_bad_step: AtomicUsize,
@@ -51,6 +56,8 @@ impl NumericGuard {
             steps_per_epoch: 1,
             grad_accum: 1,
             skip_update: AtomicBool::new(false),
+            optimizers: 1,
+            decision: Mutex::new((0, false)),
             group_start: Mutex::new(None),
             last_bad_step: AtomicUsize::new(0),
             in_row: AtomicUsize::new(0),
@@ -62,6 +69,11 @@ impl NumericGuard {
     /// For gradient accumulation: which global steps start an optimizer step's group.
     pub fn with_accumulation(self, steps_per_epoch: usize, grad_accum: usize) -> Self {
         Self { steps_per_epoch: steps_per_epoch.max(1), grad_accum: grad_accum.max(1), ..self }
+    }
+
+    /// For DDP: `optimizers` optimizers, one per device, ask for each decision.
+    pub fn with_optimizers(self, optimizers: usize) -> Self {
+        Self { optimizers: optimizers.max(1), ..self }
     }
 
     /// Judges one micro-batch of global step `step`; true when it is bad (its optimizer
@@ -87,9 +99,21 @@ impl NumericGuard {
         true
     }
 
-    /// Called at each optimizer step: whether to skip it. The `max_bad`-th skip in a row
-    /// stops the run.
+    /// Called at each optimizer step (by each of the `optimizers`): whether to skip it.
+    /// The first caller decides, the others get the same answer. The `max_bad`-th skip in
+    /// a row stops the run.
     pub fn skip_update(&self) -> bool {
+        let mut decision = self.decision.lock().unwrap_or_else(PoisonError::into_inner);
+        let (readers, skip) = &mut *decision;
+        if *readers == 0 {
+            *skip = self.decide();
+        }
+        *readers = (*readers + 1) % self.optimizers;
+        *skip
+    }
+
+    /// Consumes the judgement of the optimizer step being taken.
+    fn decide(&self) -> bool {
         if !self.skip_update.swap(false, Ordering::SeqCst) {
             self.in_row.store(0, Ordering::SeqCst);
             return false;
@@ -154,6 +178,20 @@ mod tests {
         assert!(guard.skip_update(), "the good share judged second must not reopen the group");
         assert!(!guard.check(1, 1.0, 1.0) && guard.check(1, 1.0, f64::NAN) && guard.skip_update());
         assert!(!guard.check(2, 1.0, 1.0) && !guard.check(2, 1.0, 1.0) && !guard.skip_update());
+    }
+
+    #[test]
+    fn under_ddp_every_optimizer_gets_the_same_decision_and_a_skip_counts_once() {
+        let interrupter = Interrupter::new();
+        let guard = NumericGuard::new(2, interrupter.clone()).with_optimizers(3);
+        assert!(!guard.check(0, 1.0, 1.0) && guard.check(0, 1.0, f64::NAN));
+        assert!((0..3).all(|_| guard.skip_update()), "all three skip step 0");
+        assert!(!interrupter.should_stop(), "one skipped step, counted once");
+        assert!(!guard.check(1, 1.0, 1.0) && (0..3).all(|_| !guard.skip_update()));
+        assert!(guard.check(2, f64::NAN, 1.0) && (0..3).all(|_| guard.skip_update()));
+        assert!(guard.check(3, f64::NAN, 1.0) && guard.skip_update());
+        assert!(interrupter.should_stop(), "two in a row stop the run");
+        assert!(guard.skip_update() && guard.skip_update(), "the others still skip step 3");
     }
 
     #[test]

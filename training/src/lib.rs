@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 mod batch_totals;
 mod checkpoint;
 mod clip;
@@ -31,6 +32,7 @@ mod step;
 mod student;
 mod trainer;
 
+pub use backend::TrainBackend;
 pub use checkpoint::{
     latest_checkpoint, load_checkpoint_student, verify_checkpoint, CheckpointError, Manifest,
     ManifestFile,
@@ -52,4 +54,6 @@ pub use schedule::WarmupCosine;
 pub use state::{random_mask, response_blocks, select_masked, MaskingSchedule, StateSelection};
 pub use step::{Distiller, StepOutput, StepSettings};
 pub use student::{initial_student, InitialStudent};
+#[cfg(feature = "ddp")]
+pub use trainer::train_ddp;
 pub use trainer::{optimizer, train, train_data_parallel, train_multi_node, TrainSummary};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -47,6 +47,10 @@ pub struct StepSettings {
     pub totals: Arc<BatchTotals>,
     /// The other processes of a multi-node run (`None`: this process is the whole run).
     pub nodes: Option<Arc<NodeGroup>>,
+    /// Every share runs a backward pass, even one with nothing to learn or a non-finite
+    /// loss: under DDP the gradients are all-reduced during the backward pass, which
+    /// waits for every device (a NaN then reaches every device, which all skip the step).
+    pub every_share_backwards: bool,
 }
 
 impl StepSettings {
@@ -74,6 +78,7 @@ impl StepSettings {
             faults: config.faults.clone(),
             totals: Arc::new(BatchTotals::new(1)),
             nodes: None,
+            every_share_backwards: false,
         }
     }
 }
@@ -232,7 +237,7 @@ impl<B: AutodiffBackend> Distiller<B> {
     ) -> (GradientsParams, f64) {
         let loss = inject_faults(loss, &self.settings.faults, step);
         output.loss = loss.clone().into_scalar().elem::<f64>();
-        let grads = if output.loss.is_finite() {
+        let grads = if output.loss.is_finite() || self.settings.every_share_backwards {
             GradientsParams::from_grads(loss.backward(), self)
         } else {
             GradientsParams::new()
@@ -240,6 +245,22 @@ impl<B: AutodiffBackend> Distiller<B> {
         let norm =
             global_norm::<B, Self>(self, &grads).map_or(0.0, |n| n.into_scalar().elem::<f64>());
         (grads, norm)
+    }
+
+    /// A loss of 0 through every parameter of the student: the backward pass of a share
+    /// with nothing to learn, which DDP's all-reduce still waits for.
+    fn zero_loss(&self) -> Tensor<B, 1> {
+        struct SumOfParameters<B: Backend>(Option<Tensor<B, 1>>);
+        impl<B: Backend> ModuleVisitor<B> for SumOfParameters<B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let sum = param.val().sum();
+                self.0 = Some(self.0.take().map_or(sum.clone(), |total| total + sum));
+            }
+        }
+        let mut total = SumOfParameters(None);
+        self.student.visit(&mut total);
+        let device = self.student.devices().into_iter().next().unwrap_or_default();
+        total.0.map_or_else(|| Tensor::zeros([1], &device), |sum| sum * 0.0)
     }
 
     /// `grads`, or none when the guard judges the step bad (its update is skipped).
@@ -317,6 +338,7 @@ impl<B: AutodiffBackend> TrainStep for Distiller<B> {
             }
         };
         let started = Instant::now();
+        let loss = loss.or_else(|| self.settings.every_share_backwards.then(|| self.zero_loss()));
         let local = loss.map(|loss| self.local_gradients(loss, &mut output, batch.step));
         let grads = match (&self.settings.nodes, local) {
             (Some(group), local) => self.sum_over_nodes(group, local, &mut output, batch.step),

@@ -93,7 +93,33 @@ pub fn train_data_parallel<B: AutodiffBackend>(
     devices: &[B::Device],
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
-    run::<B>(config, devices, None, resume)
+    run::<B>(config, devices, None, None, resume)
+}
+
+/// Trains per `config` on `devices` through burn-train's distributed data parallelism
+/// (DDP; NCCL on CUDA, the only backend that implements it in burn 0.21): every device
+/// keeps its own copy of the weights and optimizer, rolls out and differentiates its share
+/// of each step's batch, and the gradients are summed over the devices during the backward
+/// pass. Every device then clips the same global gradient and takes the same step (the
+/// shared guard gives all of them one skip decision). Checkpoints, resume, the metrics log
+/// and the export are the main device's, as with [`train_data_parallel`].
+#[cfg(feature = "ddp")]
+pub fn train_ddp<B>(
+    config: &TrainConfig,
+    devices: &[B::Device],
+    resume: bool,
+) -> Result<TrainSummary, TrainError>
+where
+    B: AutodiffBackend + burn::tensor::backend::distributed::DistributedBackend,
+{
+    use burn::tensor::backend::distributed::{DistributedConfig, ReduceOperation};
+    if devices.len() < 2 {
+        return Err(TrainError::Data("DDP needs at least two devices".into()));
+    }
+    // Sum, not mean: each share already divides by the whole batch's denominator.
+    let ddp_config = DistributedConfig { all_reduce_op: ReduceOperation::Sum };
+    let strategy = ExecutionStrategy::ddp(devices.to_vec(), ddp_config);
+    run::<B>(config, devices, Some(strategy), None, resume)
 }
 
 /// Trains per `config` as one node of a multi-node run on `device` (see `crate::nodes`):
@@ -107,13 +133,16 @@ pub fn train_multi_node<B: AutodiffBackend>(
     nodes: NodeSettings,
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
-    run::<B>(config, std::slice::from_ref(device), Some(nodes), resume)
+    run::<B>(config, std::slice::from_ref(device), None, Some(nodes), resume)
 }
 
-/// A run on `devices` of this process, alone or as one of several `nodes`.
+/// A run on `devices` of this process, alone or as one of several `nodes`; several
+/// devices share the work through `ddp` when given, otherwise through burn-train's
+/// multi-device strategy (the first device steps the optimizer).
 fn run<B: AutodiffBackend>(
     config: &TrainConfig,
     devices: &[B::Device],
+    ddp: Option<ExecutionStrategy<B>>,
     nodes: Option<NodeSettings>,
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
@@ -142,22 +171,28 @@ fn run<B: AutodiffBackend>(
     let items =
         load_prompts(config, &student.tokenizer, student.stop_tokens.first().copied(), context)?;
 
+    // Under DDP every device steps its own optimizer and learning-rate schedule.
+    let optimizers = if ddp.is_some() { devices.len() } else { 1 };
     let interrupter = Interrupter::new();
     let guard = Arc::new(
         NumericGuard::new(config.max_bad_steps, interrupter.clone())
-            .with_accumulation(config.checkpoint_every, config.grad_accum),
+            .with_accumulation(config.checkpoint_every, config.grad_accum)
+            .with_optimizers(optimizers),
     );
     let mut model =
         Distiller::from_config(config, student.model, student.stop_tokens, guard.clone());
     model.settings.totals = Arc::new(BatchTotals::new(devices.len()));
     model.settings.nodes = group.clone();
+    model.settings.every_share_backwards = ddp.is_some();
     // The Learner advances the schedule once per micro-batch.
     let schedule = WarmupCosine::new(
         config.lr,
         config.final_lr,
         config.warmup * config.grad_accum,
         config.steps,
-    );
+    )
+    // burn-train's DDP worker advances its schedule once per device for each micro-batch.
+    .with_calls_per_iteration(optimizers);
     let learner = Learner::new(model, optimizer(), schedule);
     let loader = StepLoader::new(
         items,
@@ -178,9 +213,11 @@ fn run<B: AutodiffBackend>(
         recorder.clone(),
         interrupter,
     )?;
-    if devices.len() > 1 {
-        let strategy =
-            ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice);
+    let strategy = ddp.or_else(|| {
+        (devices.len() > 1)
+            .then(|| ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice))
+    });
+    if let Some(strategy) = strategy {
         training = training.with_training_strategy(strategy.into());
     }
     let result = training.launch(learner);

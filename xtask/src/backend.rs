@@ -1,8 +1,15 @@
 //! `--backend`: which Burn backend runs a command. Backends are cargo features; asking
 //! for one that this binary was built without rebuilds with it (once) and re-runs.
 
-use burn::prelude::Backend;
 use clap::ValueEnum;
+
+// burn's `distributed` feature (under `ddp`) lets Autodiff train only on backends that
+// implement `DistributedBackend`; burn-flex does not (NdArray does through its patch).
+#[cfg(all(feature = "flex", feature = "ddp"))]
+compile_error!(
+    "features `flex` and `ddp` do not build together: burn-flex has no DistributedBackend"
+);
+use opdlm_training::TrainBackend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -29,19 +36,19 @@ impl BackendKind {
 
 /// A command body that runs on any backend.
 pub trait BackendTask {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()>;
 }
 
 /// A command body that runs on several devices of any backend (data parallelism).
 pub trait DevicesTask {
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()>;
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> anyhow::Result<()>;
 }
 
 /// A single-device task as a task on a list of one device.
 struct OnDefaultDevice<T>(T);
 
 impl<T: BackendTask> DevicesTask for OnDefaultDevice<T> {
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
         let device = devices.into_iter().next().unwrap_or_default();
         self.0.run::<B>(device)
     }
@@ -94,7 +101,11 @@ fn numbered<D: Default>(count: usize, nth: impl Fn(usize) -> D) -> Vec<D> {
 }
 
 pub(crate) fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
-    let feature = kind.feature();
+    rebuild_with_feature(kind.feature())
+}
+
+/// Rebuilds this binary with cargo feature `feature` (once) and re-runs the command.
+pub(crate) fn rebuild_with_feature(feature: &str) -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command =
         format!("cargo run --release -p xtask --features {feature} -- {}", args.join(" "));
@@ -116,10 +127,11 @@ pub(crate) fn rebuild_with(kind: BackendKind) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    #[cfg_attr(feature = "cuda", allow(dead_code))]
     struct MustNotRun;
 
     impl BackendTask for MustNotRun {
-        fn run<B: Backend>(self, _device: B::Device) -> anyhow::Result<()> {
+        fn run<B: TrainBackend>(self, _device: B::Device) -> anyhow::Result<()> {
             panic!("ran on a backend that is not compiled in");
         }
     }

@@ -72,6 +72,19 @@ where
 
     type QuantizedTensorPrimitive = NdArrayQTensor;
 }
+/// Under burn's `distributed` feature, `Autodiff<B>` needs `B: DistributedBackend`: this
+/// keeps NdArray trainable in a build that has DDP for another backend. It has no
+/// collective operations of its own (the trait's defaults; they are only called on
+/// parameters sharded for DDP, which NdArray never runs).
+#[cfg(feature = "distributed")]
+impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement>
+    burn_backend::distributed::DistributedBackend for NdArray<E, I, Q>
+where
+    NdArrayTensor: From<SharedArray<E>>,
+    NdArrayTensor: From<SharedArray<I>>,
+{
+}
+
 impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> Backend for NdArray<E, I, Q>
 where
     NdArrayTensor: From<SharedArray<E>>,

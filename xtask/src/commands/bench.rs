@@ -18,6 +18,7 @@ mod random_model;
 mod report;
 mod worker;
 
+use opdlm_training::TrainBackend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -146,7 +147,7 @@ pub(crate) fn backend_name(kind: BackendKind) -> String {
 
 /// Worker and logits-check bodies, run on the chosen backend.
 impl BackendTask for BenchArgs {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let backend = backend_name(self.backends[0]);
         if let (Some(plan), Some(out)) = (&self.worker, &self.worker_out) {
             return worker::run::<B>(plan, &backend, out, device);

@@ -2,10 +2,10 @@
 //! with tokens per step/forward, tok/s and generative perplexity under a teacher.
 //! Writes `eval.json` and `eval.md`.
 
+use opdlm_training::TrainBackend;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use burn::prelude::Backend;
 use clap::Args;
 use opdlm_harness::builtin::{self, DEFAULT_THRESHOLDS};
 use opdlm_harness::eval::{
@@ -136,7 +136,7 @@ struct Report<'a> {
 }
 
 impl BackendTask for EvalTask {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.0;
         let model_path = args.model.clone().unwrap_or_else(builtin_teacher_dir);
         let pretrained = load_pretrained::<B>(&model_path, &device)

@@ -2,9 +2,9 @@
 //! `cargo xtask experiment smollm2`: a real chat model converted and evaluated (the loops
 //! and the reports are `opdlm_harness::experiment`).
 
+use opdlm_training::TrainBackend;
 use std::path::PathBuf;
 
-use burn::prelude::Backend;
 use clap::{Args, Subcommand};
 use opdlm_harness::experiment::conversion::Conversion;
 use opdlm_harness::experiment::DataEfficiency;
@@ -202,7 +202,7 @@ pub fn run(experiment: Experiment) -> anyhow::Result<()> {
 struct ConversionTask(Conversion);
 
 impl BackendTask for ConversionTask {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let markdown = self.0.run::<B>(&device)?;
         let out = &self.0.out;
         println!("\n{markdown}\nreport: {}", out.join("report.md").display());
@@ -214,7 +214,7 @@ impl BackendTask for ConversionTask {
 struct DataEfficiencyTask(DataEfficiency);
 
 impl BackendTask for DataEfficiencyTask {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let body = self.0.run::<B>(&device)?;
         let out = &self.0.out;
         println!(

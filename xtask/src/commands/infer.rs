@@ -1,10 +1,10 @@
 //! `cargo xtask infer`: decode prompts with a converted model (or an unconverted ARLM).
 
+use opdlm_training::TrainBackend;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use burn::prelude::Backend;
 use clap::Args;
 use opdlm_inference::prompts::{read_prompt_file, PromptRecord};
 use opdlm_inference::{generate, DecodeConfig, Sampler, SamplingConfig, TextStream};
@@ -67,7 +67,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
 }
 
 impl BackendTask for InferArgs {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let pretrained = load_pretrained::<B>(&self.model, &device)
             .with_context(|| format!("loading {}", self.model.display()))?;
         let pretrained_stop_tokens = pretrained.stop_tokens();

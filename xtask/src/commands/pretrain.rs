@@ -2,11 +2,11 @@
 //! tasks (autoregressively). The committed teacher was made with the defaults:
 //! `cargo xtask pretrain --out harness/assets/tiny-teacher`.
 
+use opdlm_training::TrainBackend;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::backend::Autodiff;
-use burn::prelude::Backend;
 use clap::Args;
 use opdlm_harness::eval::markdown_table;
 use opdlm_harness::pretrain::{pretrain, PretrainConfig, TeacherShape};
@@ -78,7 +78,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
 struct PretrainTask(PretrainConfig);
 
 impl BackendTask for PretrainTask {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let config = self.0;
         let mut progress = Progress::new(config.steps, "pretraining", "steps");
         let mut smoothed = None::<f64>;

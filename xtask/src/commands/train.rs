@@ -5,6 +5,7 @@
 //! the base is the built-in run's settings instead (`builtin_settings`), and the run ends
 //! with the teacher-vs-student evaluation.
 
+use opdlm_training::TrainBackend;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,7 +15,7 @@ use clap::Args;
 use opdlm_harness::builtin;
 use opdlm_training::{
     train_data_parallel, train_multi_node, Divergence, NodeSettings, Objective, RampShape,
-    StateSelection, TrainConfig,
+    StateSelection, TrainConfig, TrainSummary,
 };
 use serde::Serialize;
 
@@ -152,6 +153,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     #[serde(skip)]
     pub devices: u16,
+    /// How several --devices share the work: main-device (burn-train's multi-device
+    /// strategy, any backend: the first device gathers the gradients, clips them and
+    /// steps) or ddp (burn-train's distributed data parallelism, --backend cuda only, built
+    /// with the `ddp` feature: every device steps its own copy of the weights, gradients
+    /// are summed over NCCL during the backward pass).
+    #[arg(long, value_enum, default_value_t = Strategy::MainDevice)]
+    #[serde(skip)]
+    pub strategy: Strategy,
     /// Processes (usually machines) training as one, on burn-collective: start the same
     /// command on each with its own --node-rank. Each takes its share of every step's
     /// batch; they sum gradients every step. Rank 0 writes --out and the export; rank R
@@ -178,6 +187,15 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 600.0)]
     #[serde(skip)]
     pub collective_timeout: f64,
+}
+
+/// `--strategy`: how the devices of one machine share a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// The first device gathers the gradients, clips them and steps (any backend).
+    MainDevice,
+    /// Distributed data parallelism over NCCL (CUDA, `ddp` build).
+    Ddp,
 }
 
 /// `--help`'s closing table: every setting's default, and what the bare `cargo xtask
@@ -301,26 +319,80 @@ struct TrainTask {
     builtin: bool,
 }
 
+impl TrainArgs {
+    /// Refuses a `--strategy ddp` that cannot run.
+    fn check_strategy(&self) -> anyhow::Result<()> {
+        if self.strategy == Strategy::MainDevice {
+            return Ok(());
+        }
+        if self.backend != BackendKind::Cuda {
+            anyhow::bail!(
+                "--strategy ddp runs on --backend cuda only (burn 0.21 implements DDP for CUDA)"
+            );
+        }
+        if self.devices < 2 {
+            anyhow::bail!("--strategy ddp needs --devices 2 or more");
+        }
+        if self.nodes > 1 {
+            anyhow::bail!("--strategy ddp trains on one machine; --nodes uses burn-collective");
+        }
+        Ok(())
+    }
+}
+
 /// Runs `cargo xtask train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let nodes = args.node_settings()?;
+    args.check_strategy()?;
     let task = TrainTask { config, resume: args.resume, builtin: args.is_builtin(), nodes };
+    if args.strategy == Strategy::Ddp {
+        return task.run_ddp(usize::from(args.devices));
+    }
     dispatch_devices(args.backend, usize::from(args.devices), task)
 }
 
 impl DevicesTask for TrainTask {
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
-        let device = devices[0].clone();
-        // Only rank 0 of a multi-node run has the export to evaluate.
-        let evaluate = self.builtin && self.nodes.as_ref().is_none_or(|n| n.rank == 0);
-        let summary = match self.nodes {
-            Some(nodes) => {
-                train_multi_node::<Autodiff<B>>(&self.config, &device, nodes, self.resume)
-            }
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> anyhow::Result<()> {
+        let summary = match &self.nodes {
+            Some(nodes) => train_multi_node::<Autodiff<B>>(
+                &self.config,
+                &devices[0],
+                nodes.clone(),
+                self.resume,
+            ),
             None => train_data_parallel::<Autodiff<B>>(&self.config, &devices, self.resume),
         }
         .context("training failed")?;
+        self.report::<B>(summary, &devices[0])
+    }
+}
+
+impl TrainTask {
+    /// `--strategy ddp` on CUDA GPUs 0..count, or a rebuild with the `ddp` feature.
+    fn run_ddp(self, count: usize) -> anyhow::Result<()> {
+        #[cfg(feature = "ddp")]
+        {
+            use burn::backend::cuda::CudaDevice;
+            use burn::backend::Cuda;
+            let devices: Vec<CudaDevice> = (0..count).map(CudaDevice::new).collect();
+            let summary =
+                opdlm_training::train_ddp::<Autodiff<Cuda>>(&self.config, &devices, self.resume)
+                    .context("training failed")?;
+            self.report::<Cuda>(summary, &devices[0])
+        }
+        #[cfg(not(feature = "ddp"))]
+        {
+            let _ = (self, count);
+            crate::backend::rebuild_with_feature("ddp")
+        }
+    }
+
+    /// Prints where the run left its results; after the built-in run, evaluates teacher
+    /// and student on the built-in tasks.
+    fn report<B: Backend>(self, summary: TrainSummary, device: &B::Device) -> anyhow::Result<()> {
+        // Only rank 0 of a multi-node run has the export to evaluate.
+        let evaluate = self.builtin && self.nodes.as_ref().is_none_or(|n| n.rank == 0);
         println!(
             "trained {} steps on {:.0} tokens: loss {:.4} → {:.4}",
             summary.steps, summary.tokens_total, summary.first_loss, summary.last_loss
@@ -332,7 +404,7 @@ impl DevicesTask for TrainTask {
         }
         if evaluate {
             let markdown =
-                builtin::compare_on_builtin_tasks::<B>(&self.config, &summary.model_dir, &device)?;
+                builtin::compare_on_builtin_tasks::<B>(&self.config, &summary.model_dir, device)?;
             println!("{markdown}");
             println!("report:  {}/eval.md", self.config.out.join("eval").display());
         }
@@ -413,5 +485,19 @@ mod tests {
         let lr_line = help.lines().find(|l| l.trim_start().starts_with("lr ")).unwrap();
         assert!(lr_line.contains("0.00001") || lr_line.contains("1e-5"), "{lr_line}");
         assert!(lr_line.contains("0.002"), "{lr_line}");
+    }
+
+    #[test]
+    fn ddp_is_refused_where_it_cannot_run() {
+        let refusal = |flags: &[&str]| parse(flags).check_strategy().unwrap_err().to_string();
+        assert!(refusal(&["--strategy", "ddp", "--devices", "2"]).contains("--backend cuda only"));
+        let one_device = refusal(&["--strategy", "ddp", "--backend", "cuda"]);
+        assert!(one_device.contains("--devices 2 or more"), "{one_device}");
+        let nodes = ["--strategy", "ddp", "--backend", "cuda", "--devices", "2", "--nodes", "2"];
+        assert!(refusal(&nodes).contains("one machine"));
+        assert!(parse(&["--strategy", "ddp", "--backend", "cuda", "--devices", "2"])
+            .check_strategy()
+            .is_ok());
+        assert!(parse(&["--devices", "2"]).check_strategy().is_ok());
     }
 }

@@ -19,7 +19,8 @@ use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use opdlm_model::{load_pretrained, stop_tokens, ChatMessage, Pretrained, Transformer};
 use opdlm_training::{
-    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, TrainConfig,
+    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, TrainBackend,
+    TrainConfig,
 };
 
 use super::cache::cached;
@@ -180,7 +181,7 @@ impl Conversion {
 
     /// Converts, evaluates and reports (reusing whatever is done). Returns the report's
     /// Markdown.
-    pub fn run<B: Backend>(&self, device: &B::Device) -> Result<String, ExperimentError> {
+    pub fn run<B: TrainBackend>(&self, device: &B::Device) -> Result<String, ExperimentError> {
         self.validate()?;
         let commit = provenance::experiment_commit(&self.out, self.allow_uncommitted)?;
         let started = Instant::now();
@@ -255,7 +256,7 @@ impl Conversion {
 
     /// Trains unless the run finished; resumes an interrupted one. The training prompts
     /// are written first (the same set whatever the seed).
-    fn train_if_needed<B: Backend>(
+    fn train_if_needed<B: TrainBackend>(
         &self,
         config: &TrainConfig,
         device: &B::Device,

@@ -13,7 +13,8 @@ use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use opdlm_model::{load_pretrained, stop_tokens, Pretrained};
 use opdlm_training::{
-    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, TrainConfig,
+    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, TrainBackend,
+    TrainConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +122,7 @@ impl DataEfficiency {
 
     /// Sweeps, trains and evaluates everything (reusing finished runs and evaluations,
     /// resuming interrupted runs), then writes the report. Returns its Markdown body.
-    pub fn run<B: Backend>(&self, device: &B::Device) -> Result<String, ExperimentError> {
+    pub fn run<B: TrainBackend>(&self, device: &B::Device) -> Result<String, ExperimentError> {
         self.validate()?;
         let commit = provenance::experiment_commit(&self.out, self.allow_uncommitted)?;
         let started = Instant::now();
@@ -180,7 +181,7 @@ impl DataEfficiency {
     }
 
     /// Trains the run unless it already finished; resumes it when interrupted.
-    fn train_if_needed<B: Backend>(
+    fn train_if_needed<B: TrainBackend>(
         &self,
         id: RunId,
         device: &B::Device,

@@ -2,6 +2,7 @@
 //! peak memory belong to that run alone. Runs the [`Plan`]'s phases in order (load,
 //! prefill, AR, static, dynamic, one training step) and writes a [`Measured`].
 
+use opdlm_training::TrainBackend;
 use std::path::Path;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use super::plan::{Measured, Plan, Speed, TrainPlan, TrainTiming};
 const WARMUP_TOKENS: usize = 8;
 
 /// Runs every phase of `plan` on backend `B` and returns what was measured.
-pub fn measure<B: Backend>(
+pub fn measure<B: TrainBackend>(
     plan: &Plan,
     backend: &str,
     device: &B::Device,
@@ -115,7 +116,7 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
 
 /// One OPDLM step on the plan's prompt batch through the training crate's `TrainStep` (the timing split is its
 /// `StepOutput`), then clipping and AdamW through `TrainStep::optimize`.
-fn train_step<B: Backend>(
+fn train_step<B: TrainBackend>(
     model: Transformer<Autodiff<B>>,
     plan: &Plan,
     train: &TrainPlan,
@@ -205,7 +206,7 @@ fn sync<B: Backend>(device: &B::Device) {
 }
 
 /// Reads the plan at `plan_path`, measures on `B` and writes the result to `out`.
-pub fn run<B: Backend>(
+pub fn run<B: TrainBackend>(
     plan_path: &Path,
     backend: &str,
     out: &Path,
