@@ -161,13 +161,7 @@ fn run<B: AutodiffBackend>(
     let resume_epoch = prepare_output(config, resume_epoch)?;
     let student = initial_student::<B>(config, device)?;
     let context = student.model.config().max_position_embeddings;
-    if config.block_size > context {
-        return Err(TrainError::Data(format!(
-            "block_size {} exceeds the teacher's context of {context} ({})",
-            config.block_size,
-            config.teacher.display()
-        )));
-    }
+    check_block_fits(config, context)?;
     let items =
         load_prompts(config, &student.tokenizer, student.stop_tokens.first().copied(), context)?;
 
@@ -224,6 +218,18 @@ fn run<B: AutodiffBackend>(
     stopped_early(config, &recorder, &guard)?;
     let tokenizer = (rank == 0).then_some(&student.tokenizer);
     export(config, &result.model.student, tokenizer)
+}
+
+/// Refuses a block longer than the teacher's context of `context` positions.
+fn check_block_fits(config: &TrainConfig, context: usize) -> Result<(), TrainError> {
+    if config.block_size > context {
+        return Err(TrainError::Data(format!(
+            "block_size {} exceeds the teacher's context of {context} ({})",
+            config.block_size,
+            config.teacher.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses what data parallelism cannot do: several devices in a node of a multi-node
