@@ -10,6 +10,7 @@ use burn::tensor::Bool;
 
 use crate::cache::{CacheUse, KvCache, LayerKv};
 use crate::config::{Architecture, ModelConfig};
+use crate::quant::{project, quantize_linear};
 use crate::rope::Rotary;
 
 /// The `self_attn` block of one layer: q/k/v/o projections and Qwen3's q/k norms.
@@ -59,6 +60,17 @@ impl<B: Backend> Attention<B> {
     }
 
     /// `x`: `[batch, queries, hidden]`; `mask`: `[batch, queries, keys]`, `true` = blocked.
+    /// The block with its projections quantized to Q8 (see `crate::quant`).
+    pub(crate) fn quantized(self) -> Self {
+        Self {
+            q_proj: quantize_linear(self.q_proj),
+            k_proj: quantize_linear(self.k_proj),
+            v_proj: quantize_linear(self.v_proj),
+            o_proj: quantize_linear(self.o_proj),
+            ..self
+        }
+    }
+
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -78,9 +90,9 @@ impl<B: Backend> Attention<B> {
             };
             t.swap_dims(1, 2)
         };
-        let q = split(self.q_proj.forward(x.clone()), h, &self.q_norm);
-        let k = split(self.k_proj.forward(x.clone()), kv, &self.k_norm);
-        let v = split(self.v_proj.forward(x), kv, &None);
+        let q = split(project(&self.q_proj, x.clone()), h, &self.q_norm);
+        let k = split(project(&self.k_proj, x.clone()), kv, &self.k_norm);
+        let v = split(project(&self.v_proj, x), kv, &None);
 
         // 2. Rotate queries and keys by their absolute positions.
         let q = rotary.apply(q);
@@ -100,7 +112,7 @@ impl<B: Backend> Attention<B> {
         let out = attention(q, keys, values, mask, None, AttentionModuleOptions::default());
 
         // 5. Merge heads: (B, H, L, D) -> (B, L, H*D), output projection.
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, len, h * hd]))
+        project(&self.o_proj, out.swap_dims(1, 2).reshape([batch, len, h * hd]))
     }
 }
 

@@ -32,6 +32,11 @@ impl<B: Backend> DecoderLayer<B> {
         }
     }
 
+    /// The layer with its linear weights quantized to Q8 (see `crate::quant`).
+    pub(crate) fn quantized(self) -> Self {
+        Self { self_attn: self.self_attn.quantized(), mlp: self.mlp.quantized(), ..self }
+    }
+
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,

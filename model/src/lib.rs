@@ -13,6 +13,7 @@ pub mod load;
 pub mod logits;
 pub mod mask;
 pub mod mlp;
+pub mod quant;
 pub mod rope;
 pub mod token_ids;
 pub mod tokenizer;
@@ -23,6 +24,7 @@ pub use config::{Architecture, DiffusionConfig, ModelConfig, DEFAULT_BLOCK_SIZE}
 pub use load::{load_model, load_pretrained, load_tokenizer, LoadError, Pretrained};
 pub use logits::{exclude_tokens, TokenExclusion, NEVER_LOGIT};
 pub use mask::{AttentionMode, Layout};
+pub use quant::WeightFormat;
 pub use token_ids::{padded_token_ids, token_ids};
 pub use tokenizer::{stop_tokens, ChatMessage, TextTokenizer};
 pub use transformer::Transformer;

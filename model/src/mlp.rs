@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 
 use crate::config::ModelConfig;
+use crate::quant::{project, quantize_linear};
 
 /// The `mlp` block of one layer (HF's `gate_proj`, `up_proj`, `down_proj`, no biases).
 #[derive(Module, Debug)]
@@ -24,7 +25,16 @@ impl<B: Backend> Mlp<B> {
 
     /// `[batch, len, hidden]` → `[batch, len, hidden]`, position-wise.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = silu(project(&self.gate_proj, x.clone()));
+        project(&self.down_proj, gate * project(&self.up_proj, x))
+    }
+
+    /// The block with its weights quantized to Q8 (see `crate::quant`).
+    pub(crate) fn quantized(self) -> Self {
+        Self {
+            gate_proj: quantize_linear(self.gate_proj),
+            up_proj: quantize_linear(self.up_proj),
+            down_proj: quantize_linear(self.down_proj),
+        }
     }
 }

@@ -111,7 +111,7 @@ impl<B: Backend> Transformer<B> {
     /// Vocabulary logits from final hidden states.
     pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => crate::quant::project(head, hidden),
             None => {
                 // Tied head: logits = h · Eᵀ. Computed as (E · hᵀ)ᵀ so the large embedding
                 // matrix is read in its stored layout; transposing it would copy it every call.
@@ -124,6 +124,26 @@ impl<B: Backend> Transformer<B> {
                     .reshape([batch, len, vocab])
             }
         }
+    }
+
+    /// The model with its weights held as `format` for decoding. Q8 quantizes every
+    /// linear layer and the LM head; a tied head gets its own quantized copy of the
+    /// embedding (`[hidden, vocab]`), while the lookup keeps the f32 embedding. A
+    /// quantized model decodes; it is not trained or saved.
+    pub fn with_weights(self, format: crate::WeightFormat) -> Self {
+        if format == crate::WeightFormat::F32 {
+            return self;
+        }
+        let Self { model, lm_head, config } = self;
+        let head = lm_head.unwrap_or_else(|| Linear {
+            weight: Param::from_tensor(model.embed_tokens.weight.val().transpose()),
+            bias: None,
+        });
+        let model = Trunk {
+            layers: model.layers.into_iter().map(DecoderLayer::quantized).collect(),
+            ..model
+        };
+        Self { model, lm_head: Some(crate::quant::quantize_linear(head)), config }
     }
 
     /// A fresh cache sized for this model.

@@ -28,6 +28,13 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let num_r_batches = shape_rhs.num_elements() / r_mat_size;
     let num_out_batches = out_shape.num_elements() / out_mat_size;
 
+    // A few rows against one weight matrix (decoding, blocks): see `few_rows`.
+    if num_r_batches == 1 && num_l_batches * m <= FEW_ROWS_MAX {
+        if let Some(out) = few_rows_f32(&lhs, &rhs, num_l_batches * m, k, n) {
+            return NdArrayOps::reshape(out, out_shape);
+        }
+    }
+
     let lhs_array = NdArrayOps::reshape(lhs, Shape::new([num_l_batches, m, k]));
     let rhs_array = NdArrayOps::reshape(rhs, Shape::new([num_r_batches, k, n]));
 
@@ -88,6 +95,37 @@ pub(crate) fn matmul<E: NdArrayElement>(
     };
 
     NdArrayOps::reshape(out, out_shape)
+}
+
+/// Up to this many rows (over all batches of the left operand) go through `few_rows`.
+pub(crate) const FEW_ROWS_MAX: usize = 16;
+
+/// `lhs · rhs` through the few-rows kernel, when both are f32 and contiguous.
+fn few_rows_f32<E: NdArrayElement>(
+    lhs: &SharedArray<E>,
+    rhs: &SharedArray<E>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Option<SharedArray<E>> {
+    use core::any::TypeId;
+    if TypeId::of::<E>() != TypeId::of::<f32>() {
+        return None;
+    }
+    let (x, w) = (lhs.as_slice()?, rhs.as_slice()?);
+    // SAFETY: `E` is `f32` (checked above).
+    let (x, w): (&[f32], &[f32]) = unsafe {
+        (
+            core::slice::from_raw_parts(x.as_ptr().cast(), x.len()),
+            core::slice::from_raw_parts(w.as_ptr().cast(), w.len()),
+        )
+    };
+    let out = super::few_rows::few_rows_product(&super::few_rows::F32Rows { values: w, k, n }, x, rows);
+    let mut out = core::mem::ManuallyDrop::new(out);
+    // SAFETY: as above: the same allocation, as the same type.
+    let out: Vec<E> =
+        unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast(), out.len(), out.capacity()) };
+    ndarray::ArcArray::from_shape_vec(IxDyn(&[rows, n]), out).ok()
 }
 
 /// Below this many multiply-adds one thread is faster than waking the pool (burn-flex's

@@ -27,6 +27,40 @@ where
     NdArrayTensor: From<SharedArray<E>>,
     NdArrayTensor: From<SharedArray<I>>,
 {
+    /// Float activations times Q8 weights in blocks of 32 along rows (OPDLM patch 8): the
+    /// few-rows kernel reads the int8 weights directly. Anything else as burn's default
+    /// (dequantize, then multiply in f32).
+    fn q_matmul(
+        lhs: burn_backend::TensorPrimitive<Self>,
+        rhs: burn_backend::TensorPrimitive<Self>,
+    ) -> burn_backend::TensorPrimitive<Self> {
+        use burn_backend::ops::FloatTensorOps;
+        use burn_backend::TensorPrimitive;
+        if let (TensorPrimitive::Float(x), TensorPrimitive::QFloat(w)) = (&lhs, &rhs)
+            && let Some(out) = q8_rows_product(x, w)
+        {
+            return TensorPrimitive::Float(out);
+        }
+        let mut propagate = None;
+        let mut float = |t: TensorPrimitive<Self>| match t {
+            TensorPrimitive::Float(t) => t,
+            TensorPrimitive::QFloat(q) => {
+                if burn_backend::QTensorPrimitive::propagation(&q)
+                    == burn_backend::quantization::QuantPropagation::Propagate
+                {
+                    propagate = Some(q.scheme);
+                }
+                Self::dequantize(q, FloatDType::F32)
+            }
+        };
+        let (lhs, rhs) = (float(lhs), float(rhs));
+        let out = Self::float_matmul(lhs, rhs);
+        match propagate {
+            Some(scheme) => TensorPrimitive::QFloat(Self::quantize_dynamic(out, &scheme)),
+            None => TensorPrimitive::Float(out),
+        }
+    }
+
     fn q_from_data(data: TensorData, _device: &NdArrayDevice) -> QuantizedTensor<Self> {
         match data.dtype {
             DType::QFloat(scheme) => {
@@ -350,4 +384,38 @@ fn dequantize<Q: QuantElement>(
     let q_bytes = QuantizedBytes::new(data, scheme, &qparams);
     let (values, _qparams) = q_bytes.into_vec_i8();
     TensorData::new(strategy.dequantize(&values), shape).convert_dtype(dtype)
+}
+
+/// `x · w` through the few-rows kernel when `x` is f32 `[.., m, k]` with at most
+/// `MAX_ROWS` rows in all, and `w` is `[1.., k, n]`, contiguous, Q8 (symmetric, int8
+/// values, f32 scales) in blocks of 32 along its rows (`n` a multiple of 32).
+fn q8_rows_product(x: &NdArrayTensor, w: &NdArrayQTensor) -> Option<NdArrayTensor> {
+    use super::few_rows::{few_rows_product, Q8Rows, TILE};
+    const MAX_ROWS: usize = 64;
+    let block_ok = matches!(w.scheme.level, QuantLevel::Block(b) if b.as_slice() == [TILE as u8]);
+    let value_ok = matches!(w.scheme.value, QuantValue::Q8S | QuantValue::Q8F);
+    if !block_ok || !value_ok || w.scheme.store != QuantStore::Native {
+        return None;
+    }
+    let (NdArrayTensor::F32(x), NdArrayTensor::I8(q)) = (x, &w.qtensor) else {
+        return None;
+    };
+    let (x_view, q_view) = (x.view(), q.view());
+    let (x_shape, q_shape) = (x_view.shape(), q_view.shape());
+    let (d, qd) = (x_shape.len(), q_shape.len());
+    if d < 2 || qd < 2 || q_shape[..qd - 2].iter().any(|&s| s != 1) {
+        return None;
+    }
+    let (k, n) = (q_shape[qd - 2], q_shape[qd - 1]);
+    let rows = x_view.len() / k.max(1);
+    if x_shape[d - 1] != k || n % TILE != 0 || rows > MAX_ROWS || w.qparams.len() != k * n / TILE {
+        return None;
+    }
+    let (x_values, q_values) = (x_view.as_slice()?, q_view.as_slice()?);
+    let scales: Vec<f32> = w.qparams.iter().map(|p| p.scales).collect();
+    let out = few_rows_product(&Q8Rows { values: q_values, scales: &scales, k, n }, x_values, rows);
+    let mut shape = x_shape.to_vec();
+    shape[d - 1] = n;
+    let array = ndarray::ArcArray::from_shape_vec(ndarray::IxDyn(&shape), out).ok()?;
+    Some(NdArrayTensor::from(array))
 }
