@@ -27,7 +27,7 @@ pub enum WeightFormat {
     Q8,
 }
 
-/// Values per quantization block (along a weight row: the output features).
+/// Values per quantization block (along a weight's input features, as GGUF's Q8_0).
 pub const Q8_BLOCK: usize = 32;
 
 /// The Q8 scheme: symmetric int8, one f32 scale per block of [`Q8_BLOCK`] values.
@@ -38,14 +38,19 @@ pub fn q8_scheme() -> QuantScheme {
         .with_level(QuantLevel::block([Q8_BLOCK as u8]))
 }
 
-/// `weight` (`[in, out]`) quantized to Q8, or unchanged when its rows do not split into
-/// whole blocks.
+/// `weight` (`[in, out]`, as burn's `Linear` holds it) quantized to Q8 and stored as its
+/// output rows (`[out, in]`, blocks of 32 along `in`, GGUF Q8_0's layout), viewed back as
+/// `[in, out]`: each output's weights are contiguous, which the kernel streams. Unchanged
+/// when `in` does not split into whole blocks.
+///
+/// The view is a transposed one: reshaping it would copy it into `[in, out]` order and
+/// leave its scales in the old order; [`project`] never reshapes it.
 pub fn quantize_q8<B: Backend>(weight: Tensor<B, 2>) -> Tensor<B, 2> {
-    let [_, out] = weight.dims();
-    if !out.is_multiple_of(Q8_BLOCK) {
+    let [inputs, _] = weight.dims();
+    if !inputs.is_multiple_of(Q8_BLOCK) {
         return weight;
     }
-    weight.quantize_dynamic(&q8_scheme())
+    weight.transpose().quantize_dynamic(&q8_scheme()).transpose()
 }
 
 /// A linear layer with its weight quantized to Q8 (the bias stays f32).
@@ -60,7 +65,9 @@ pub fn project<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> 
     if !matches!(weight.dtype(), DType::QFloat(_)) {
         return linear.forward(x);
     }
-    let out = x.matmul(weight.unsqueeze::<3>());
+    let [batch, len, inputs] = x.dims();
+    let outputs = weight.dims()[1];
+    let out = x.reshape([batch * len, inputs]).matmul(weight).reshape([batch, len, outputs]);
     match &linear.bias {
         Some(bias) => out + bias.val().unsqueeze::<3>(),
         None => out,

@@ -127,23 +127,25 @@ impl<B: Backend> Transformer<B> {
     }
 
     /// The model with its weights held as `format` for decoding. Q8 quantizes every
-    /// linear layer and the LM head; a tied head gets its own quantized copy of the
-    /// embedding (`[hidden, vocab]`), while the lookup keeps the f32 embedding. A
-    /// quantized model decodes; it is not trained or saved.
+    /// linear layer and the LM head; a tied head gets its own quantized copy of the embedding (`[hidden, vocab]`), while
+    /// the lookup keeps the f32 embedding. A quantized model decodes; it is not trained
+    /// or saved. Apply it last (after [`Self::into_diffusion`], which grows the vocabulary).
     pub fn with_weights(self, format: crate::WeightFormat) -> Self {
         if format == crate::WeightFormat::F32 {
             return self;
         }
         let Self { model, lm_head, config } = self;
-        let head = lm_head.unwrap_or_else(|| Linear {
-            weight: Param::from_tensor(model.embed_tokens.weight.val().transpose()),
-            bias: None,
-        });
+        let head = match lm_head {
+            Some(head) => head.weight.val(),
+            None => model.embed_tokens.weight.val().transpose(),
+        };
+        let head =
+            Linear { weight: Param::from_tensor(crate::quant::quantize_q8(head)), bias: None };
         let model = Trunk {
             layers: model.layers.into_iter().map(DecoderLayer::quantized).collect(),
             ..model
         };
-        Self { model, lm_head: Some(crate::quant::quantize_linear(head)), config }
+        Self { model, lm_head: Some(head), config }
     }
 
     /// A fresh cache sized for this model.

@@ -27,7 +27,7 @@ use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
 use opdlm_harness::chat_prompts::chat_prompts;
 use opdlm_harness::tasks::split::Split;
-use opdlm_model::{load_tokenizer, ChatMessage, ModelConfig};
+use opdlm_model::{load_tokenizer, ChatMessage, ModelConfig, WeightFormat};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
 use plan::{Measured, Plan, TrainPlan};
@@ -92,12 +92,24 @@ pub struct BenchArgs {
     /// 0: the full vocabulary.
     #[arg(long, default_value_t = 16)]
     pub train_top_k: usize,
+    /// Our weight formats: each backend runs once per format (the training step runs on
+    /// f32 only). q8: linear layers and LM head in int8 blocks of 32 (see `opdlm-model`'s
+    /// `quant`).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WeightFormat::F32, WeightFormat::Q8])]
+    pub weights: Vec<WeightFormat>,
+    /// Row counts of the forward-cost measurement: one forward of that many new rows
+    /// against the cached prompt, reported as a ratio to one row.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 8, 16])]
+    pub forward_rows: Vec<usize>,
     /// Skip the training step.
     #[arg(long)]
     pub no_train: bool,
     /// Skip the PyTorch baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Skip llama.cpp (run on GGUF models when llama-cpp-python is importable).
+    #[arg(long)]
+    pub no_llama_cpp: bool,
     /// Seed of the random model, random prompts and the training rollout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -141,6 +153,13 @@ fn compiled_cpu_backends() -> Vec<BackendKind> {
     [BackendKind::Ndarray, BackendKind::Flex].into_iter().filter(|&b| compiled(b)).collect()
 }
 
+pub(crate) fn weights_name(weights: WeightFormat) -> &'static str {
+    match weights {
+        WeightFormat::F32 => "f32",
+        WeightFormat::Q8 => "q8",
+    }
+}
+
 pub(crate) fn backend_name(kind: BackendKind) -> String {
     format!("{kind:?}").to_lowercase()
 }
@@ -150,7 +169,8 @@ impl BackendTask for BenchArgs {
     fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let backend = backend_name(self.backends[0]);
         if let (Some(plan), Some(out)) = (&self.worker, &self.worker_out) {
-            return worker::run::<B>(plan, &backend, out, device);
+            let weights = self.weights.first().copied().unwrap_or_default();
+            return worker::run::<B>(plan, &backend, weights, out, device);
         }
         let model = self.logits_check.as_ref().expect("dispatched for a worker or a logits check");
         let check = cpu_logits_check::<B>(model, &backend, &device)?;
@@ -191,15 +211,16 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
     let repo = crate::repo::repo_root();
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let baseline = if args.no_baseline {
-        Err("skipped (--no-baseline)".to_string())
-    } else {
-        baseline::availability(&repo)
+    let available = |skip: bool, flag: &str, b: &baseline::Baseline| {
+        let found = if skip { Err(format!("skipped ({flag})")) } else { b.availability(&repo) };
+        match &found {
+            Ok(versions) => eprintln!("{}: {versions}", b.name),
+            Err(why) => eprintln!("{} unavailable: {why}. Reporting the rest.", b.name),
+        }
+        found
     };
-    match &baseline {
-        Ok(versions) => eprintln!("PyTorch baseline: {versions}"),
-        Err(why) => eprintln!("PyTorch baseline unavailable: {why}. Reporting our figures only."),
-    }
+    let baseline = available(args.no_baseline, "--no-baseline", &baseline::PYTORCH);
+    let llama_cpp = available(args.no_llama_cpp, "--no-llama-cpp", &baseline::LLAMA_CPP);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let load_start = report::load_average();
@@ -222,27 +243,39 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
         );
         let mut ours = Vec::new();
         for &backend in &args.backends {
-            let name = backend_name(backend);
-            let out = job.dir.join(format!("opdlm-{name}.json"));
-            match run_worker(&plan_path, backend, &out, threads) {
-                Ok(measured) => ours.push(measured),
-                Err(e) => {
-                    eprintln!("{} on {name} failed: {e:#}", job.plan.name);
-                    failures.push(format!("{} on {name}", job.plan.name));
+            for &weights in &args.weights {
+                let name = format!("{}-{}", backend_name(backend), weights_name(weights));
+                let out = job.dir.join(format!("opdlm-{name}.json"));
+                match run_worker(&plan_path, backend, weights, &out, threads) {
+                    Ok(measured) => ours.push(measured),
+                    Err(e) => {
+                        eprintln!("{} on {name} failed: {e:#}", job.plan.name);
+                        failures.push(format!("{} on {name}", job.plan.name));
+                    }
                 }
             }
         }
-        let theirs = match &baseline {
-            Ok(_) => baseline::run(&repo, &plan_path, &job.dir.join("pytorch.json")),
-            Err(why) => Err(why.clone()),
+        let run_baseline = |found: &Result<String, String>, b: &baseline::Baseline, file| {
+            let theirs = match found {
+                Ok(_) => b.run(&repo, &plan_path, &job.dir.join(file)),
+                Err(why) => Err(why.clone()),
+            };
+            if let Err(why) = &theirs {
+                eprintln!("{}: {} unavailable: {why}", job.plan.name, b.name);
+            }
+            theirs
         };
-        if let Err(why) = &theirs {
-            eprintln!("{}: PyTorch baseline unavailable: {why}", job.plan.name);
-        }
+        let theirs = run_baseline(&baseline, &baseline::PYTORCH, "pytorch.json");
+        let llama = if job.plan.model.extension().is_some_and(|e| e == "gguf") {
+            run_baseline(&llama_cpp, &baseline::LLAMA_CPP, "llamacpp.json")
+        } else {
+            Err("llama.cpp runs GGUF models only".to_string())
+        };
         reports.push(report::ModelReport {
             plan: job.plan,
             ours,
-            baseline: theirs.map_err(|e| e.to_string()),
+            baseline: theirs,
+            llama_cpp: llama,
         });
     }
     let load = report::LoadAverage { start: load_start, end: report::load_average() };
@@ -262,12 +295,14 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
 fn run_worker(
     plan: &Path,
     backend: BackendKind,
+    weights: WeightFormat,
     out: &Path,
     threads: usize,
 ) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let status = Command::new(exe)
-        .args(["bench", "--backends", &backend_name(backend), "--worker"])
+        .args(["bench", "--backends", &backend_name(backend), "--weights", weights_name(weights)])
+        .arg("--worker")
         .arg(plan)
         .arg("--worker-out")
         .arg(out)
@@ -314,6 +349,7 @@ fn jobs(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Job>> {
             repeats: args.repeats,
             threads,
             train: train(train_prompts),
+            forward_rows: args.forward_rows.clone(),
         }
     };
     let mut plans = Vec::new();

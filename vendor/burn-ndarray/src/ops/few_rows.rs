@@ -1,20 +1,24 @@
 //! Products of a few activation rows (decoding: 1 row per sequence; block diffusion: a
-//! block of 4–16 slots) with a weight matrix `[k, n]` stored row-major, f32 or Q8 (int8
-//! values in blocks of 32 along a row, one f32 scale per block).
+//! block of 4–16 slots) with a weight matrix: f32 `[k, n]` stored row-major, or Q8 stored
+//! as `n` output rows of `k` int8 values in blocks of 32 with one f32 scale each (GGUF
+//! Q8_0's layout, with f32 scales).
 //!
 //! Such products are bound by memory bandwidth: every weight is used by only a few rows.
-//! The kernel streams each weight once for all rows (`out[r, :] += x[r, i] · w[i, :]`,
-//! column tiles of 32 kept in registers for up to 4 rows at a time; a tile's weights are
-//! re-read from cache for the next 4 rows), vectorised by the compiler inside functions
-//! compiled for AVX-512 or AVX2+FMA and chosen at run time, and split over the thread
-//! pool by column tiles. Every output is a plain sum over `i` in order, so a row's result
-//! does not depend on how many other rows are multiplied with it, nor on the threads.
+//! Both kernels stream each weight once for all rows (f32: `out[r, :] += x[r, i] · w[i, :]`
+//! over column tiles of 32 kept in registers for up to 4 rows at a time; Q8: one output
+//! row's `k` weights, contiguous, dotted with up to 4 activation rows at a time; the next
+//! 4 rows re-read them from cache), vectorised by the compiler inside functions compiled
+//! for AVX-512 or AVX2+FMA and chosen at run time, and split over the thread pool by output
+//! columns. Every output is a sum in a fixed order, so a row's result does not depend on
+//! how many other rows are multiplied with it, nor on the threads.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Columns per tile, and the Q8 block size (a Q8 tile is one block of every row).
-pub(crate) const TILE: usize = 32;
+/// Columns per f32 tile.
+const TILE: usize = 32;
+/// Values per Q8 block.
+pub(crate) const Q8_BLOCK: usize = 32;
 /// Rows multiplied together (their accumulators stay in registers).
 const ROWS_AT_ONCE: usize = 4;
 /// Below this many weights one thread is faster than waking the pool.
@@ -27,6 +31,9 @@ pub(crate) trait WeightRows: Sync {
     /// Row `i`'s columns `j0..j0 + width` (`width ≤ TILE`) as f32 in `out[..width]`, and the
     /// factor they are all to be multiplied by.
     fn load(&self, i: usize, j0: usize, width: usize, out: &mut [f32; TILE]) -> f32;
+    /// [`Self::load`] of a whole tile: a fixed width, which the compiler turns into
+    /// vector loads (a variable width becomes a `memcpy` call per row).
+    fn load_tile(&self, i: usize, j0: usize, out: &mut [f32; TILE]) -> f32;
 }
 
 /// f32 weights.
@@ -49,31 +56,12 @@ impl WeightRows for F32Rows<'_> {
         out[..width].copy_from_slice(&self.values[start..start + width]);
         1.0
     }
-}
-
-/// Q8 weights: int8 values, one scale per block of 32 consecutive values of a row
-/// (`n` is a multiple of 32, so blocks never cross rows).
-pub(crate) struct Q8Rows<'a> {
-    pub values: &'a [i8],
-    pub scales: &'a [f32],
-    pub k: usize,
-    pub n: usize,
-}
-
-impl WeightRows for Q8Rows<'_> {
-    fn k(&self) -> usize {
-        self.k
-    }
-    fn n(&self) -> usize {
-        self.n
-    }
     #[inline(always)]
-    fn load(&self, i: usize, j0: usize, width: usize, out: &mut [f32; TILE]) -> f32 {
+    fn load_tile(&self, i: usize, j0: usize, out: &mut [f32; TILE]) -> f32 {
         let start = i * self.n + j0;
-        for (o, &q) in out[..width].iter_mut().zip(&self.values[start..start + width]) {
-            *o = q as f32;
-        }
-        self.scales[start / TILE]
+        let tile: &[f32; TILE] = self.values[start..start + TILE].try_into().expect("a whole tile");
+        *out = *tile;
+        1.0
     }
 }
 
@@ -81,12 +69,42 @@ impl WeightRows for Q8Rows<'_> {
 pub(crate) fn few_rows_product<W: WeightRows>(weights: &W, x: &[f32], m: usize) -> Vec<f32> {
     let (k, n) = (weights.k(), weights.n());
     assert_eq!(x.len(), m * k, "activations are not {m} rows of {k}");
-    let tiles = n.div_ceil(TILE);
-    let threads = if k * n >= PARALLEL_MIN_WEIGHTS { pool_threads().min(tiles) } else { 1 };
+    split_columns(m, k, n, TILE, |from, to| columns(weights, x, m, from, to))
+}
+
+/// Q8 weights: `n` output rows of `k` int8 values (`k` a multiple of 32), one scale per
+/// block of 32 values of a row, in row order.
+pub(crate) struct Q8Cols<'a> {
+    pub values: &'a [i8],
+    pub scales: &'a [burn_backend::quantization::QParams<f32>],
+    pub k: usize,
+    pub n: usize,
+}
+
+/// `x · wᵀ`-style product with Q8 weights stored as output rows (see [`Q8Cols`]): `m` rows
+/// of `n` outputs.
+pub(crate) fn q8_product(weights: &Q8Cols<'_>, x: &[f32], m: usize) -> Vec<f32> {
+    let (k, n) = (weights.k, weights.n);
+    assert_eq!(x.len(), m * k, "activations are not {m} rows of {k}");
+    assert!(k.is_multiple_of(Q8_BLOCK) && weights.values.len() == n * k);
+    split_columns(m, k, n, 1, |from, to| q8_outputs(weights, x, m, from, to))
+}
+
+/// Runs `part(from, to)` for contiguous ranges of the `n` output columns (multiples of
+/// `unit`), one per pool thread when the matrix is worth it, and assembles the `m` rows.
+fn split_columns(
+    m: usize,
+    k: usize,
+    n: usize,
+    unit: usize,
+    part: impl Fn(usize, usize) -> Vec<f32> + Sync + Send,
+) -> Vec<f32> {
+    let units = n.div_ceil(unit);
+    let threads = if k * n >= PARALLEL_MIN_WEIGHTS { pool_threads().min(units) } else { 1 };
     let ranges: Vec<(usize, usize)> = (0..threads)
-        .map(|t| (t * tiles / threads * TILE, ((t + 1) * tiles / threads * TILE).min(n)))
+        .map(|t| (t * units / threads * unit, ((t + 1) * units / threads * unit).min(n)))
         .collect();
-    let parts = map_maybe_parallel(&ranges, |&(from, to)| columns(weights, x, m, from, to));
+    let parts = map_maybe_parallel(&ranges, |&(from, to)| part(from, to));
     let mut out = vec![0.0f32; m * n];
     for ((from, to), part) in ranges.iter().zip(parts) {
         let width = to - from;
@@ -193,11 +211,29 @@ fn tile_rows<W: WeightRows, const R: usize, const FMA: bool>(
     at: usize,
     width: usize,
 ) {
+    if tile == TILE {
+        accumulate::<W, R, FMA, true>(w, x, j0, tile, out, at, width);
+    } else {
+        accumulate::<W, R, FMA, false>(w, x, j0, tile, out, at, width);
+    }
+}
+
+/// [`tile_rows`] for a whole tile (`WHOLE`) or a narrower last one.
+#[inline(always)]
+fn accumulate<W: WeightRows, const R: usize, const FMA: bool, const WHOLE: bool>(
+    w: &W,
+    x: &[f32],
+    j0: usize,
+    tile: usize,
+    out: &mut [f32],
+    at: usize,
+    width: usize,
+) {
     let k = w.k();
     let mut acc = [[0.0f32; TILE]; R];
     let mut row = [0.0f32; TILE];
     for i in 0..k {
-        let factor = w.load(i, j0, tile, &mut row);
+        let factor = if WHOLE { w.load_tile(i, j0, &mut row) } else { w.load(i, j0, tile, &mut row) };
         for r in 0..R {
             let xs = x[r * k + i] * factor;
             for t in 0..TILE {
@@ -210,45 +246,104 @@ fn tile_rows<W: WeightRows, const R: usize, const FMA: bool>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Outputs `from..to` of every row of the Q8 product, as `m` rows of `to - from`.
+fn q8_outputs(w: &Q8Cols<'_>, x: &[f32], m: usize, from: usize, to: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { q8_outputs_avx512(w, x, m, from, to) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { q8_outputs_avx2(w, x, m, from, to) };
+        }
+    }
+    q8_outputs_body::<false>(w, x, m, from, to)
+}
 
-    fn naive(w: &[f32], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![0.0f32; m * n];
-        for r in 0..m {
-            for j in 0..n {
-                out[r * n + j] = (0..k).map(|i| x[r * k + i] as f64 * w[i * n + j] as f64).sum::<f64>() as f32;
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn q8_outputs_avx512(w: &Q8Cols<'_>, x: &[f32], m: usize, from: usize, to: usize) -> Vec<f32> {
+    q8_outputs_body::<true>(w, x, m, from, to)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_outputs_avx2(w: &Q8Cols<'_>, x: &[f32], m: usize, from: usize, to: usize) -> Vec<f32> {
+    q8_outputs_body::<true>(w, x, m, from, to)
+}
+
+#[inline(always)]
+fn q8_outputs_body<const FMA: bool>(
+    w: &Q8Cols<'_>,
+    x: &[f32],
+    m: usize,
+    from: usize,
+    to: usize,
+) -> Vec<f32> {
+    let width = to - from;
+    let mut out = vec![0.0f32; m * width];
+    for j in from..to {
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = ROWS_AT_ONCE.min(m - r0);
+            let sums = match rows {
+                4 => q8_dots::<4, FMA>(w, j, &x[r0 * w.k..]),
+                3 => pad(q8_dots::<3, FMA>(w, j, &x[r0 * w.k..])),
+                2 => pad(q8_dots::<2, FMA>(w, j, &x[r0 * w.k..])),
+                _ => pad(q8_dots::<1, FMA>(w, j, &x[r0 * w.k..])),
+            };
+            for r in 0..rows {
+                out[(r0 + r) * width + j - from] = sums[r];
+            }
+            r0 += rows;
+        }
+    }
+    out
+}
+
+fn pad<const R: usize>(sums: [f32; R]) -> [f32; ROWS_AT_ONCE] {
+    let mut out = [0.0; ROWS_AT_ONCE];
+    out[..R].copy_from_slice(&sums);
+    out
+}
+
+/// Half a Q8 block: the lanes of one 16-wide vector.
+const HALF: usize = Q8_BLOCK / 2;
+
+/// Output `j` for `R` activation rows (row `r` at `x[r·k..]`): per block, the two halves'
+/// products summed lane-wise, scaled and accumulated lane-wise; the lanes summed at the end.
+#[inline(always)]
+fn q8_dots<const R: usize, const FMA: bool>(w: &Q8Cols<'_>, j: usize, x: &[f32]) -> [f32; R] {
+    let k = w.k;
+    let blocks = k / Q8_BLOCK;
+    let row = &w.values[j * k..(j + 1) * k];
+    let scales = &w.scales[j * blocks..(j + 1) * blocks];
+    let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let mut acc = [[0.0f32; HALF]; R];
+    for b in 0..blocks {
+        let q: &[i8; Q8_BLOCK] = row[b * Q8_BLOCK..(b + 1) * Q8_BLOCK].try_into().expect("a block");
+        let mut lo = [0.0f32; HALF];
+        let mut hi = [0.0f32; HALF];
+        for t in 0..HALF {
+            lo[t] = q[t] as f32;
+            hi[t] = q[t + HALF] as f32;
+        }
+        let scale = scales[b].scales;
+        for r in 0..R {
+            let xs: &[f32; Q8_BLOCK] =
+                x[r * k + b * Q8_BLOCK..r * k + (b + 1) * Q8_BLOCK].try_into().expect("a block");
+            for t in 0..HALF {
+                let part = fma(xs[t + HALF], hi[t], xs[t] * lo[t]);
+                acc[r][t] = fma(scale, part, acc[r][t]);
             }
         }
-        out
     }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect()
+    let mut sums = [0.0f32; R];
+    for r in 0..R {
+        sums[r] = acc[r].iter().sum();
     }
-
-    #[test]
-    fn f32_products_match_a_plain_sum_for_odd_shapes() {
-        for (m, k, n) in [(1, 7, 5), (3, 33, 31), (5, 64, 70), (16, 40, 96), (9, 300, 200)] {
-            let (w, x) = (values(k * n, 1), values(m * k, 2));
-            let got = few_rows_product(&F32Rows { values: &w, k, n }, &x, m);
-            let want = naive(&w, &x, m, k, n);
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{m}×{k}×{n}: {g} vs {e}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_row_gives_the_same_bits_alone_or_among_others() {
-        let (k, n) = (256, 160);
-        let (w, x) = (values(k * n, 3), values(7 * k, 4));
-        let weights = F32Rows { values: &w, k, n };
-        let all = few_rows_product(&weights, &x, 7);
-        for r in 0..7 {
-            let alone = few_rows_product(&weights, &x[r * k..(r + 1) * k], 1);
-            assert_eq!(alone, all[r * n..(r + 1) * n]);
-        }
-    }
+    sums
 }

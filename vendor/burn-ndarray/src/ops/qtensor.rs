@@ -386,13 +386,15 @@ fn dequantize<Q: QuantElement>(
     TensorData::new(strategy.dequantize(&values), shape).convert_dtype(dtype)
 }
 
-/// `x · w` through the few-rows kernel when `x` is f32 `[.., m, k]` with at most
-/// `MAX_ROWS` rows in all, and `w` is `[1.., k, n]`, contiguous, Q8 (symmetric, int8
-/// values, f32 scales) in blocks of 32 along its rows (`n` a multiple of 32).
+/// `x · w` through the Q8 kernel when `x` is f32 `[.., m, k]` and `w` is a `[k, n]` view
+/// of a contiguous `[n, k]` Q8 tensor (symmetric, int8 values, f32 scales) in blocks of 32
+/// along `k` (GGUF Q8_0's layout): the transpose of a quantized `[out, in]` weight, as
+/// `opdlm-model`'s `quant` stores them. Any number of rows: beyond a few, the kernel
+/// re-reads each output row's weights from cache per group of 4 rows.
 fn q8_rows_product(x: &NdArrayTensor, w: &NdArrayQTensor) -> Option<NdArrayTensor> {
-    use super::few_rows::{few_rows_product, Q8Rows, TILE};
-    const MAX_ROWS: usize = 64;
-    let block_ok = matches!(w.scheme.level, QuantLevel::Block(b) if b.as_slice() == [TILE as u8]);
+    use super::few_rows::{Q8_BLOCK, Q8Cols, q8_product};
+    let block_ok =
+        matches!(w.scheme.level, QuantLevel::Block(b) if b.as_slice() == [Q8_BLOCK as u8]);
     let value_ok = matches!(w.scheme.value, QuantValue::Q8S | QuantValue::Q8F);
     if !block_ok || !value_ok || w.scheme.store != QuantStore::Native {
         return None;
@@ -401,20 +403,24 @@ fn q8_rows_product(x: &NdArrayTensor, w: &NdArrayQTensor) -> Option<NdArrayTenso
         return None;
     };
     let (x_view, q_view) = (x.view(), q.view());
-    let (x_shape, q_shape) = (x_view.shape(), q_view.shape());
-    let (d, qd) = (x_shape.len(), q_shape.len());
-    if d < 2 || qd < 2 || q_shape[..qd - 2].iter().any(|&s| s != 1) {
+    let x_shape = x_view.shape().to_vec();
+    let d = x_shape.len();
+    let [k, n] = q_view.shape() else {
+        return None;
+    };
+    let (k, n) = (*k, *n);
+    // The transposed view of a contiguous [n, k]: its reverse is in standard layout.
+    let physical = q_view.reversed_axes();
+    if d < 2 || x_shape[d - 1] != k || !k.is_multiple_of(Q8_BLOCK) || w.qparams.len() != k * n / Q8_BLOCK {
         return None;
     }
-    let (k, n) = (q_shape[qd - 2], q_shape[qd - 1]);
+    let q_values = physical.as_slice()?;
     let rows = x_view.len() / k.max(1);
-    if x_shape[d - 1] != k || n % TILE != 0 || rows > MAX_ROWS || w.qparams.len() != k * n / TILE {
-        return None;
-    }
-    let (x_values, q_values) = (x_view.as_slice()?, q_view.as_slice()?);
-    let scales: Vec<f32> = w.qparams.iter().map(|p| p.scales).collect();
-    let out = few_rows_product(&Q8Rows { values: q_values, scales: &scales, k, n }, x_values, rows);
-    let mut shape = x_shape.to_vec();
+    // Activations are small: a strided view is copied into rows.
+    let x_rows = x_view.as_standard_layout();
+    let weights = Q8Cols { values: q_values, scales: &w.qparams, k, n };
+    let out = q8_product(&weights, x_rows.as_slice()?, rows);
+    let mut shape = x_shape;
     shape[d - 1] = n;
     let array = ndarray::ArcArray::from_shape_vec(ndarray::IxDyn(&shape), out).ok()?;
     Some(NdArrayTensor::from(array))

@@ -12,6 +12,16 @@ pub struct ModelReport {
     pub ours: Vec<Measured>,
     /// PyTorch's figures, or why there are none.
     pub baseline: Result<Measured, String>,
+    /// llama.cpp's figures on the same GGUF, or why there are none.
+    pub llama_cpp: Result<Measured, String>,
+}
+
+/// A column's name: backend and weights (`ndarray q8`).
+fn label(m: &Measured) -> String {
+    match m.weights.as_str() {
+        "" => m.backend.clone(),
+        weights => format!("{} {weights}", m.backend),
+    }
 }
 
 /// Within 1.3× of PyTorch's time = at least 1 / 1.3 of its speed.
@@ -181,7 +191,81 @@ fn model_section(r: &ModelReport) -> String {
     if let Some(t) = theirs {
         md.push_str(&output_agreement(r, t));
     }
+    md.push_str(&forward_rows_table(r));
+    md.push_str(&llama_cpp_section(r));
     md.push_str(&targets(r));
+    md
+}
+
+/// Forward time by row count, as a ratio to one row (issue 17's "block-4 forward ≤ 1.2×
+/// an AR forward").
+fn forward_rows_table(r: &ModelReport) -> String {
+    let Some(first) = r.ours.iter().find(|m| !m.forward_rows.is_empty()) else {
+        return String::new();
+    };
+    let mut md = String::from(
+        "
+One forward of n new rows against the cached prompt (all rows' logits), ms, and ÷ the 1-row forward:
+
+| rows |",
+    );
+    for m in &r.ours {
+        md.push_str(&format!(" {} ms | ÷ 1 row |", label(m)));
+    }
+    md.push_str(&format!(
+        "
+|{}
+",
+        "---|".repeat(1 + 2 * r.ours.len())
+    ));
+    for (i, t) in first.forward_rows.iter().enumerate() {
+        md.push_str(&format!("| {} |", t.rows));
+        for m in &r.ours {
+            let one = m.forward_rows.iter().find(|t| t.rows == 1).map(|t| t.seconds);
+            let this = m.forward_rows.get(i).map(|t| t.seconds);
+            md.push_str(&format!(
+                " {} | {} |",
+                fmt(this.map(|s| s * 1e3), 2),
+                fmt(ratio(this, one), 2)
+            ));
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// llama.cpp on the same GGUF: its prefill and AR decoding, and ours ÷ its.
+fn llama_cpp_section(r: &ModelReport) -> String {
+    let l = match &r.llama_cpp {
+        Ok(l) => l,
+        Err(why) => return format!("\n**llama.cpp unavailable**: {why}.\n"),
+    };
+    let tps = |s: &Option<Speed>| s.as_ref().map(|s| s.tokens_per_second);
+    let mut md = format!(
+        "\nllama.cpp ({}), same prompt tokens and threads: prefill {} tok/s, greedy AR decode {} tok/s. Ours ÷ llama.cpp (tok/s, ↑):\n\n| opdlm | prefill | AR decode | static ÷ llama.cpp AR | dynamic ÷ llama.cpp AR |\n|---|---|---|---|---|\n",
+        l.backend,
+        fmt(tps(&l.prefill), 1),
+        fmt(tps(&l.ar), 1)
+    );
+    for m in &r.ours {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            label(m),
+            fmt(ratio(tps(&m.prefill), tps(&l.prefill)), 2),
+            fmt(ratio(tps(&m.ar), tps(&l.ar)), 2),
+            fmt(ratio(tps(&m.static_), tps(&l.ar)), 2),
+            fmt(ratio(tps(&m.dynamic), tps(&l.ar)), 2),
+        ));
+    }
+    if let Some(theirs) = l.outputs.get("ar") {
+        md.push_str("\nGreedy AR tokens agreeing with llama.cpp's from the start (llama.cpp multiplies its own quantized weights and activations, so near-ties may flip):");
+        for m in &r.ours {
+            let ours = m.outputs.get("ar").map_or(&[][..], Vec::as_slice);
+            let agree = ours.iter().zip(theirs).take_while(|(a, b)| a == b).count();
+            md.push_str(&format!(" {} {agree}/{};", label(m), theirs.len()));
+        }
+        md.push('\n');
+    }
     md
 }
 
@@ -190,10 +274,10 @@ fn figures_table(r: &ModelReport) -> String {
     let theirs = r.baseline.as_ref().ok();
     let mut md = String::new();
     let mut header = vec!["figure".to_string()];
-    header.extend(r.ours.iter().map(|m| format!("opdlm {}", m.backend)));
+    header.extend(r.ours.iter().map(|m| format!("opdlm {}", label(m))));
     if theirs.is_some() {
         header.push("PyTorch".into());
-        header.extend(r.ours.iter().map(|m| format!("{} ÷ PyTorch", m.backend)));
+        header.extend(r.ours.iter().map(|m| format!("{} ÷ PyTorch", label(m))));
     }
     md.push_str(&format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len())));
     for row in rows(&r.plan) {
@@ -226,7 +310,7 @@ fn output_agreement(r: &ModelReport, t: &Measured) -> String {
         for (phase, theirs_out) in &t.outputs {
             let ours_out = m.outputs.get(phase).map_or(&[][..], Vec::as_slice);
             let agree = ours_out.iter().zip(theirs_out).take_while(|(a, b)| a == b).count();
-            md.push_str(&format!(" {} {phase} {agree}/{};", m.backend, theirs_out.len()));
+            md.push_str(&format!(" {} {phase} {agree}/{};", label(m), theirs_out.len()));
         }
     }
     md.push_str(" (a near-tie in f32 can flip one token and everything after it.)\n");
@@ -244,7 +328,7 @@ fn targets(r: &ModelReport) -> String {
             let ar = ratio(tps(&m.ar), tps(&t.ar));
             md.push_str(&format!(
                 "- {}: forward speed ÷ PyTorch's: prefill {}, AR decode {} (target ≥ {:.2}, i.e. within 1.3× of PyTorch's time): {}\n",
-                m.backend,
+                label(m),
                 fmt(prefill, 2),
                 fmt(ar, 2),
                 FORWARD_TARGET,
@@ -255,7 +339,7 @@ fn targets(r: &ModelReport) -> String {
         let converted = !p.decode_shift;
         md.push_str(&format!(
             "- {}: dynamic ÷ AR tok/s {} (target ≥ {DYNAMIC_TARGET}): {}{}\n",
-            m.backend,
+            label(m),
             fmt(dynamic, 2),
             verdict(dynamic.map(|d| d >= DYNAMIC_TARGET)),
             if converted { "" } else { " — this model is not converted: it rarely clears γ, so it commits about one token per forward; the target needs a converted (trained) model" }
@@ -299,6 +383,8 @@ pub fn json(reports: &[ModelReport], threads: usize, load: &LoadAverage) -> serd
             "ours": r.ours,
             "baseline": r.baseline.as_ref().ok(),
             "baseline_unavailable": r.baseline.as_ref().err(),
+            "llama_cpp": r.llama_cpp.as_ref().ok(),
+            "llama_cpp_unavailable": r.llama_cpp.as_ref().err(),
         })).collect::<Vec<_>>(),
     })
 }

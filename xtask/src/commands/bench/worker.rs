@@ -12,13 +12,15 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::train::{Interrupter, TrainStep};
 use opdlm_inference::{generate, CommitRule, DecodeConfig, SamplingConfig};
-use opdlm_model::{load_model, token_ids, AttentionMode, CacheUse, Layout, Transformer};
+use opdlm_model::{
+    load_model, token_ids, AttentionMode, CacheUse, Layout, Transformer, WeightFormat,
+};
 use opdlm_training::{
     optimizer, Distiller, NumericGuard, Objective, PromptBatch, PromptItem, RampShape, TrainConfig,
 };
 
 use super::memory::{peak_rss_mib, reset_peak_rss};
-use super::plan::{Measured, Plan, Speed, TrainPlan, TrainTiming};
+use super::plan::{Measured, Plan, RowsTiming, Speed, TrainPlan, TrainTiming};
 
 /// Tokens of the untimed warm-up forward pass (first-call allocations, thread pools).
 const WARMUP_TOKENS: usize = 8;
@@ -27,11 +29,13 @@ const WARMUP_TOKENS: usize = 8;
 pub fn measure<B: TrainBackend>(
     plan: &Plan,
     backend: &str,
+    weights: WeightFormat,
     device: &B::Device,
 ) -> anyhow::Result<Measured> {
     let mut measured = Measured {
         implementation: "opdlm".into(),
         backend: backend.into(),
+        weights: crate::commands::bench::weights_name(weights).into(),
         threads: plan.threads,
         ..Default::default()
     };
@@ -47,7 +51,8 @@ pub fn measure<B: TrainBackend>(
     eprintln!("[{backend}] {}: loaded in {:.1} s", plan.name, measured.load_seconds);
 
     // Unconverted AR model decoded by the diffusion sampler: logits read shifted.
-    let decoder = inference.into_diffusion(plan.tokenizer_vocab, plan.block_size, true);
+    let decoder =
+        inference.into_diffusion(plan.tokenizer_vocab, plan.block_size, true).with_weights(weights);
     let _ = prefill(&decoder, &plan.prompt[..WARMUP_TOKENS.min(plan.prompt.len())], device);
 
     measured.prefill = Some(best_of(plan.repeats, || {
@@ -87,9 +92,19 @@ pub fn measure<B: TrainBackend>(
     let mut speeds = speeds.into_iter();
     (measured.ar, measured.static_, measured.dynamic) =
         (speeds.next(), speeds.next(), speeds.next());
+    measured.forward_rows = forward_rows(&decoder, plan, device);
+    for t in &measured.forward_rows {
+        eprintln!(
+            "[{backend}] {}: forward of {} rows: {:.2} ms",
+            plan.name,
+            t.rows,
+            t.seconds * 1e3
+        );
+    }
     drop(decoder);
 
-    if let Some(train) = &plan.train {
+    // Training steps f32 weights; a quantized run measures decoding only.
+    if let (Some(train), WeightFormat::F32) = (&plan.train, weights) {
         let timing = train_step(model, plan, train, device)?;
         eprintln!(
             "[{backend}] {}: train step {:.2} s (rollout {:.2} s, teacher {:.2} s, student {:.2} s, optimizer {:.2} s)",
@@ -112,6 +127,54 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
     let logits = model.lm_head(hidden.slice(s![.., last..last + 1, ..]));
     let _ = logits.argmax(2).into_data();
     started.elapsed().as_secs_f64()
+}
+
+/// Untimed and timed repetitions of each forward-cost measurement (the fastest counts).
+const FORWARD_REPEATS: usize = 7;
+
+/// For each of the plan's row counts, the fastest forward of that many mask tokens (a
+/// block's denoising step: block-causal, the cache read, not extended) against the
+/// cached prompt, with all rows' logits read back.
+fn forward_rows<B: Backend>(
+    model: &Transformer<B>,
+    plan: &Plan,
+    device: &B::Device,
+) -> Vec<RowsTiming> {
+    // The cached prefix ends on a block boundary of every row count, as in decoding.
+    let gcd = |mut a: usize, mut b: usize| {
+        while b > 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let rows_lcm = plan.forward_rows.iter().fold(1, |l, &r| l * r.max(1) / gcd(l, r.max(1)));
+    let prompt = &plan.prompt[..plan.prompt.len() / rows_lcm * rows_lcm];
+    let mut cache = model.new_cache();
+    if !prompt.is_empty() {
+        let layout = Layout::contiguous(AttentionMode::Causal, 1, 0, prompt.len(), device);
+        let ids = token_ids::<B>(prompt, device);
+        let _ = model.hidden(ids, &layout, Some((&mut cache, CacheUse::Commit)));
+    }
+    let mut timings = Vec::new();
+    for &rows in &plan.forward_rows {
+        let mode = AttentionMode::BlockCausal { block_size: rows.max(1) };
+        let layout = Layout::contiguous(mode, 1, prompt.len(), rows, device);
+        let tokens = vec![plan.mask_token_id; rows];
+        let mut best = f64::INFINITY;
+        for _ in 0..FORWARD_REPEATS {
+            let started = Instant::now();
+            let logits = model.forward_cached(
+                token_ids::<B>(&tokens, device),
+                &layout,
+                &mut cache,
+                CacheUse::ReadOnly,
+            );
+            let _ = logits.into_data();
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        timings.push(RowsTiming { rows, seconds: best });
+    }
+    timings
 }
 
 /// One OPDLM step on the plan's prompt batch through the training crate's `TrainStep` (the timing split is its
@@ -209,6 +272,7 @@ fn sync<B: Backend>(device: &B::Device) {
 pub fn run<B: TrainBackend>(
     plan_path: &Path,
     backend: &str,
+    weights: WeightFormat,
     out: &Path,
     device: B::Device,
 ) -> anyhow::Result<()> {
@@ -216,7 +280,7 @@ pub fn run<B: TrainBackend>(
         .with_context(|| format!("reading {}", plan_path.display()))?;
     let plan: Plan =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
-    let measured = measure::<B>(&plan, backend, &device)?;
+    let measured = measure::<B>(&plan, backend, weights, &device)?;
     std::fs::write(out, serde_json::to_string_pretty(&measured)?)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
