@@ -88,7 +88,13 @@ pub fn held_out_items(split: Split, count: usize, seed: u64) -> Vec<EvalItem> {
 pub fn eval_settings(block_size: usize, thresholds: &[f32]) -> EvalSettings {
     let mut modes = vec![DecodeMode::AR, DecodeMode::STATIC];
     modes.extend(thresholds.iter().map(|&t| DecodeMode::dynamic(t)));
-    EvalSettings { block_size, max_new_tokens: MAX_NEW_TOKENS, batch_size: 50, modes }
+    EvalSettings {
+        block_size,
+        max_new_tokens: MAX_NEW_TOKENS,
+        batch_size: 50,
+        modes,
+        weights: Default::default(),
+    }
 }
 
 /// The dynamic-decoding thresholds γ every evaluation reports by default.

@@ -10,7 +10,7 @@ use burn::tensor::activation::log_softmax;
 use opdlm_inference::prompts::read_prompt_file;
 use opdlm_inference::{generate, DecodeConfig, DecodeStats, Sampler};
 use opdlm_model::atomic::write_text_atomically;
-use opdlm_model::{AttentionMode, Layout, TextTokenizer, Transformer};
+use opdlm_model::{AttentionMode, Layout, TextTokenizer, Transformer, WeightFormat};
 use opdlm_training::progress::Progress;
 use serde::Serialize;
 
@@ -181,6 +181,8 @@ pub struct EvalSettings {
     pub batch_size: usize,
     /// The decoding methods, each evaluated on every item.
     pub modes: Vec<DecodeMode>,
+    /// How the model's weights are held while decoding (the teacher's stay f32).
+    pub weights: WeightFormat,
 }
 
 impl EvalSettings {
@@ -281,7 +283,10 @@ pub fn evaluate<B: Backend>(
     let mut progress =
         Progress::new(items.len() * settings.modes.len(), "evaluation", "prompts×modes");
     // An unconverted model is decoded with shifted logits: block size 1 is then exactly AR.
-    let model = model.clone().into_diffusion(tokenizer.vocab_size(), settings.block_size, true);
+    let model = model
+        .clone()
+        .into_diffusion(tokenizer.vocab_size(), settings.block_size, true)
+        .with_weights(settings.weights);
     let prompts: Vec<Vec<u32>> = items
         .iter()
         .map(|item| tokenizer.encode(&item.prompt).map_err(|e| EvalError::Tokenizer(e.to_string())))

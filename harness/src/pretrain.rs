@@ -226,6 +226,7 @@ pub fn test_accuracy<B: Backend>(
         max_new_tokens: MAX_POSITIONS / 2,
         batch_size: 50,
         modes: vec![DecodeMode::AR],
+        weights: Default::default(),
     };
     Task::ALL
         .into_iter()

@@ -14,7 +14,9 @@ use opdlm_harness::eval::{
 };
 use opdlm_harness::pretrain::builtin_teacher_dir;
 use opdlm_inference::Sampler;
-use opdlm_model::{load_pretrained, ChatMessage, TextTokenizer, Transformer, DEFAULT_BLOCK_SIZE};
+use opdlm_model::{
+    load_pretrained, ChatMessage, TextTokenizer, Transformer, WeightFormat, DEFAULT_BLOCK_SIZE,
+};
 use serde::Serialize;
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
@@ -65,6 +67,10 @@ pub struct EvalArgs {
     /// Output directory for eval.json and eval.md.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,
+    /// Weights in memory while decoding: f32, or q8 (linear layers and LM head in int8
+    /// blocks of 32 with an f32 scale each: about a quarter of the bytes per forward).
+    #[arg(long, value_enum, default_value_t = WeightFormat::F32)]
+    pub weights: WeightFormat,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
@@ -95,6 +101,7 @@ impl EvalArgs {
             }),
             batch_size: self.batch_size,
             modes,
+            weights: self.weights,
         }
     }
 

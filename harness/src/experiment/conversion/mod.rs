@@ -301,6 +301,7 @@ impl<B: Backend> Evaluator<'_, B> {
             max_new_tokens: self.conversion.max_tokens,
             batch_size,
             modes: modes.to_vec(),
+            weights: Default::default(),
         }
     }
 

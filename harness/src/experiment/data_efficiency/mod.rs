@@ -225,6 +225,7 @@ impl DataEfficiency {
                 max_new_tokens: builtin::MAX_NEW_TOKENS,
                 batch_size: 50,
                 modes: vec![DecodeMode::STATIC, DecodeMode::dynamic(self.threshold)],
+                weights: Default::default(),
             };
             let log = read_log(&config.out.join("metrics.jsonl"));
             let first = if last_only { config.epochs() } else { 1 };
@@ -279,6 +280,7 @@ fn teacher_ar_accuracy<B: Backend>(
         max_new_tokens: builtin::MAX_NEW_TOKENS,
         batch_size: 50,
         modes: vec![DecodeMode::AR],
+        weights: Default::default(),
     };
     Ok(evaluate(&teacher.model, &teacher.tokenizer, None, items, &settings, &stops)?[0].accuracy)
 }
