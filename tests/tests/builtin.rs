@@ -25,6 +25,7 @@ fn builtin_teacher_solves_held_out_problems() {
         max_new_tokens: MAX_NEW_TOKENS,
         batch_size: 50,
         modes: vec![DecodeMode::AR],
+        weights: Default::default(),
     };
     let result =
         &evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0]).unwrap()[0];

@@ -241,20 +241,7 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
             job.plan.threshold,
             threads
         );
-        let mut ours = Vec::new();
-        for &backend in &args.backends {
-            for &weights in &args.weights {
-                let name = format!("{}-{}", backend_name(backend), weights_name(weights));
-                let out = job.dir.join(format!("opdlm-{name}.json"));
-                match run_worker(&plan_path, backend, weights, &out, threads) {
-                    Ok(measured) => ours.push(measured),
-                    Err(e) => {
-                        eprintln!("{} on {name} failed: {e:#}", job.plan.name);
-                        failures.push(format!("{} on {name}", job.plan.name));
-                    }
-                }
-            }
-        }
+        let ours = run_ours(args, &job, &plan_path, threads, &mut failures);
         let run_baseline = |found: &Result<String, String>, b: &baseline::Baseline, file| {
             let theirs = match found {
                 Ok(_) => b.run(&repo, &plan_path, &job.dir.join(file)),
@@ -289,6 +276,32 @@ fn orchestrate(args: &BenchArgs) -> anyhow::Result<()> {
         bail!("these runs failed (see their output above): {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// Our side of one job: a worker per backend and weight format; a failed one is named in
+/// `failures` and the others go on.
+fn run_ours(
+    args: &BenchArgs,
+    job: &Job,
+    plan_path: &Path,
+    threads: usize,
+    failures: &mut Vec<String>,
+) -> Vec<Measured> {
+    let mut ours = Vec::new();
+    for &backend in &args.backends {
+        for &weights in &args.weights {
+            let name = format!("{}-{}", backend_name(backend), weights_name(weights));
+            let out = job.dir.join(format!("opdlm-{name}.json"));
+            match run_worker(plan_path, backend, weights, &out, threads) {
+                Ok(measured) => ours.push(measured),
+                Err(e) => {
+                    eprintln!("{} on {name} failed: {e:#}", job.plan.name);
+                    failures.push(format!("{} on {name}", job.plan.name));
+                }
+            }
+        }
+    }
+    ours
 }
 
 /// Runs one plan in a fresh process of this binary (own thread pool, own peak memory).

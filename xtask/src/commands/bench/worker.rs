@@ -45,14 +45,15 @@ pub fn measure<B: TrainBackend>(
     let model: Transformer<Autodiff<B>> = load_model(&plan.model, device)
         .with_context(|| format!("loading {}", plan.model.display()))?;
     let inference: Transformer<B> = model.valid();
+    // Training steps the f32 model; a quantized run measures decoding only, without it.
+    let model = (weights == WeightFormat::F32).then_some(model);
+    // Unconverted AR model decoded by the diffusion sampler: logits read shifted.
+    let decoder =
+        inference.into_diffusion(plan.tokenizer_vocab, plan.block_size, true).with_weights(weights);
     sync::<B>(device);
     measured.load_seconds = started.elapsed().as_secs_f64();
     measured.load_peak_rss_mib = peak_rss_mib();
     eprintln!("[{backend}] {}: loaded in {:.1} s", plan.name, measured.load_seconds);
-
-    // Unconverted AR model decoded by the diffusion sampler: logits read shifted.
-    let decoder =
-        inference.into_diffusion(plan.tokenizer_vocab, plan.block_size, true).with_weights(weights);
     let _ = prefill(&decoder, &plan.prompt[..WARMUP_TOKENS.min(plan.prompt.len())], device);
 
     measured.prefill = Some(best_of(plan.repeats, || {
@@ -62,36 +63,7 @@ pub fn measure<B: TrainBackend>(
     })?);
     report(backend, plan, "prefill", measured.prefill.as_ref());
 
-    let diffusion = |rule| DecodeConfig::diffusion(plan.block_size, plan.max_new_tokens, rule);
-    let runs = [
-        (
-            "ar",
-            DecodeConfig::autoregressive(plan.max_new_tokens, SamplingConfig::GREEDY, vec![], 0),
-        ),
-        ("static", diffusion(CommitRule::Static)),
-        ("dynamic", diffusion(CommitRule::Dynamic { threshold: plan.threshold })),
-    ];
-    let mut speeds = Vec::new();
-    for (name, config) in runs {
-        let speed = best_of(plan.repeats, || {
-            reset_peak_rss();
-            let generation =
-                generate(&decoder, std::slice::from_ref(&plan.prompt), &config, |_| {})?;
-            measured.outputs.insert(name.to_string(), generation.rows[0].tokens.clone());
-            let stats = generation.stats;
-            Ok(Speed::new(
-                stats.tokens,
-                stats.forwards,
-                stats.elapsed.as_secs_f64(),
-                peak_rss_mib(),
-            ))
-        })?;
-        report(backend, plan, name, Some(&speed));
-        speeds.push(speed);
-    }
-    let mut speeds = speeds.into_iter();
-    (measured.ar, measured.static_, measured.dynamic) =
-        (speeds.next(), speeds.next(), speeds.next());
+    decoding_runs(&decoder, plan, backend, &mut measured)?;
     measured.forward_rows = forward_rows(&decoder, plan, device);
     for t in &measured.forward_rows {
         eprintln!(
@@ -104,7 +76,7 @@ pub fn measure<B: TrainBackend>(
     drop(decoder);
 
     // Training steps f32 weights; a quantized run measures decoding only.
-    if let (Some(train), WeightFormat::F32) = (&plan.train, weights) {
+    if let (Some(train), Some(model)) = (&plan.train, model) {
         let timing = train_step(model, plan, train, device)?;
         eprintln!(
             "[{backend}] {}: train step {:.2} s (rollout {:.2} s, teacher {:.2} s, student {:.2} s, optimizer {:.2} s)",
@@ -127,6 +99,47 @@ fn prefill<B: Backend>(model: &Transformer<B>, prompt: &[u32], device: &B::Devic
     let logits = model.lm_head(hidden.slice(s![.., last..last + 1, ..]));
     let _ = logits.argmax(2).into_data();
     started.elapsed().as_secs_f64()
+}
+
+/// The greedy decoding runs (AR, static, dynamic) on the plan's prompt: the fastest of
+/// the plan's repeats of each, and the tokens each wrote.
+fn decoding_runs<B: Backend>(
+    decoder: &Transformer<B>,
+    plan: &Plan,
+    backend: &str,
+    measured: &mut Measured,
+) -> anyhow::Result<()> {
+    let diffusion = |rule| DecodeConfig::diffusion(plan.block_size, plan.max_new_tokens, rule);
+    let runs = [
+        (
+            "ar",
+            DecodeConfig::autoregressive(plan.max_new_tokens, SamplingConfig::GREEDY, vec![], 0),
+        ),
+        ("static", diffusion(CommitRule::Static)),
+        ("dynamic", diffusion(CommitRule::Dynamic { threshold: plan.threshold })),
+    ];
+    let mut speeds = Vec::new();
+    for (name, config) in runs {
+        let speed = best_of(plan.repeats, || {
+            reset_peak_rss();
+            let generation =
+                generate(decoder, std::slice::from_ref(&plan.prompt), &config, |_| {})?;
+            measured.outputs.insert(name.to_string(), generation.rows[0].tokens.clone());
+            let stats = generation.stats;
+            Ok(Speed::new(
+                stats.tokens,
+                stats.forwards,
+                stats.elapsed.as_secs_f64(),
+                peak_rss_mib(),
+            ))
+        })?;
+        report(backend, plan, name, Some(&speed));
+        speeds.push(speed);
+    }
+    let mut speeds = speeds.into_iter();
+    (measured.ar, measured.static_, measured.dynamic) =
+        (speeds.next(), speeds.next(), speeds.next());
+    Ok(())
 }
 
 /// Untimed and timed repetitions of each forward-cost measurement (the fastest counts).
