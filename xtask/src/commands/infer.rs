@@ -91,6 +91,9 @@ impl BackendTask for InferArgs {
             .model
             .into_diffusion(tokenizer.vocab_size(), block_size, true)
             .with_weights(self.weights);
+        if self.weights != WeightFormat::F32 {
+            crate::allocator::return_freed_memory();
+        }
         let prompts = self.prompt_texts(&tokenizer)?;
         let ids = prompts.iter().map(|p| tokenizer.encode(p)).collect::<Result<Vec<_>, _>>()?;
         let config = self.decode_config(block_size, pretrained_stop_tokens);

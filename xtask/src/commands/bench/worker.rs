@@ -50,6 +50,9 @@ pub fn measure<B: TrainBackend>(
     // Unconverted AR model decoded by the diffusion sampler: logits read shifted.
     let decoder =
         inference.into_diffusion(plan.tokenizer_vocab, plan.block_size, true).with_weights(weights);
+    if weights != WeightFormat::F32 {
+        crate::allocator::return_freed_memory();
+    }
     sync::<B>(device);
     measured.load_seconds = started.elapsed().as_secs_f64();
     measured.load_peak_rss_mib = peak_rss_mib();
