@@ -324,7 +324,7 @@ pub fn evaluate<B: Backend>(
             }
             progress.inc(chunk_items.len());
         }
-        let stats = DecodeStats { forwards, tokens, elapsed, prefill: Duration::ZERO };
+        let stats = DecodeStats { forwards, tokens, elapsed, ..DecodeStats::default() };
         let graded = items.iter().filter(|item| item.is_graded()).count();
         results.push(ModeResult {
             mode: mode.label(),

@@ -7,10 +7,12 @@
 pub mod block_diffusion;
 pub mod commit;
 pub mod prompts;
+mod row;
 pub mod sampling;
 pub mod stats;
 pub mod stream;
 pub mod trajectory;
+mod window;
 
 pub use block_diffusion::{generate, BlockEvent, DecodeConfig, DecodeError, Generation};
 pub use commit::{CommitRule, Sampler};

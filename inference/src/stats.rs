@@ -15,6 +15,9 @@ pub struct DecodeStats {
     pub elapsed: Duration,
     /// Time of the first forward pass (the prompt prefill).
     pub prefill: Duration,
+    /// Times the cache was compacted: rows that advance at different speeds leave holes in
+    /// the shared cache, squeezed out once they outnumber a row's own columns.
+    pub compactions: usize,
 }
 
 impl DecodeStats {

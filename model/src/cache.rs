@@ -41,9 +41,10 @@ pub struct LayerKv<B: Backend> {
     pub values: Tensor<B, 4>,
 }
 
-/// The committed keys/values of every layer for a batch of sequences that all hold the
-/// same number of cached positions (ragged prompts are left-padded, see
-/// [`crate::mask::Layout::with_padding`]).
+/// The committed keys/values of every layer for a batch of sequences. Every row has the
+/// same number of cache *columns*; a decoder whose rows advance at different speeds marks
+/// the columns that hold none of a row's tokens as hidden in that row's mask, and
+/// squeezes them out with [`KvCache::compact`].
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<Option<LayerKv<B>>>,
@@ -91,6 +92,22 @@ impl<B: Backend> KvCache<B> {
     /// Records that a committing pass appended `count` positions to every layer.
     pub(crate) fn advance(&mut self, count: usize) {
         self.len += count;
+    }
+
+    /// Keeps, for every row `r`, the columns `columns[r]` in that order (`[batch, new_len]`;
+    /// rows may keep different columns, e.g. to drop the holes left by ragged commits).
+    pub fn compact(&mut self, columns: Tensor<B, 2, Int>) {
+        let [batch, new_len] = columns.dims();
+        for kv in self.layers.iter_mut().flatten() {
+            let [_, heads, _, dim] = kv.keys.dims();
+            let index = columns
+                .clone()
+                .reshape([batch, 1, new_len, 1])
+                .expand([batch, heads, new_len, dim]);
+            kv.keys = kv.keys.clone().gather(2, index.clone());
+            kv.values = kv.values.clone().gather(2, index);
+        }
+        self.len = new_len;
     }
 
     /// Keeps only the given batch rows (e.g. drop sequences that finished).

@@ -3,8 +3,9 @@
 //! - block size 1 + static == greedy autoregressive decoding, token for token;
 //! - cached block decoding == uncached block decoding;
 //! - `dynamic(γ ≥ 1)` == static with one token per step;
-//! - a batch of N ragged prompts == N single runs, also with rows left-padded at block
-//!   sizes 2 and 4, sampling and stop tokens;
+//! - a batch of N ragged prompts == N single runs, also with sampling and stop tokens,
+//!   and with rows out of phase long enough that the cache is compacted; no row sits
+//!   through a forward pass that does not denoise it;
 //! - stop-token truncation, and lengths that are not multiples of the block size.
 
 use opdlm_inference::{generate, CommitRule, DecodeConfig};
@@ -127,12 +128,12 @@ fn batch_of_ragged_prompts_equals_single_runs() {
     }
 }
 
-/// Rows left-padded by whole blocks (prompts of 3, 9 and 14 tokens at blocks of 2 and 4),
-/// sampled at temperature 1 with stop tokens: each row of the batch is the single run of
+/// Rows in different phases of their blocks (prompts of 3, 9 and 14 tokens at blocks of
+/// 2 and 4), sampled at temperature 1 with stop tokens: each row of the batch is the single run of
 /// its prompt with the same seed, to the token, the unmask step and the slots after the
 /// stop token.
 #[test]
-fn left_padded_batch_with_sampling_and_stop_tokens_equals_single_runs() {
+fn ragged_batch_with_sampling_and_stop_tokens_equals_single_runs() {
     let prompts: Vec<Vec<u32>> =
         vec![vec![5, 17, 33], vec![9, 1, 44, 60, 23, 8, 90, 3, 7], (40..54).collect()];
     let mut stopped_mid_block = 0;
@@ -159,6 +160,27 @@ fn left_padded_batch_with_sampling_and_stop_tokens_equals_single_runs() {
         }
     }
     assert!(stopped_mid_block > 0, "no row stopped inside a block");
+}
+
+/// Nine prompts of 1–9 tokens at block 4 under the static rule start in four different
+/// phases (their first blocks have 1–4 masked slots), so their commits interleave and
+/// leave holes in the shared cache until it is compacted. Every row is still its single
+/// run, token for token, and every forward a row takes part in denoises it: rows never
+/// wait for each other.
+#[test]
+fn rows_advance_on_their_own_through_cache_compaction() {
+    let prompts: Vec<Vec<u32>> = (1..=9).map(|n| (0..n).map(|t| 11 + 7 * t).collect()).collect();
+    for shift in [false, true] {
+        let m = model("tiny-qwen3", 4, shift);
+        let cfg = config(4, 4, 22, CommitRule::Static);
+        let batch = generate(&m, &prompts, &cfg, |_| {}).unwrap();
+        assert!(batch.stats.compactions > 0, "shift {shift}: the cache was never compacted");
+        for (i, (row, prompt)) in batch.rows.iter().zip(&prompts).enumerate() {
+            assert_eq!(row.forwards, row.steps, "shift {shift} row {i}: idle forwards");
+            let single = decode(&m, std::slice::from_ref(prompt), &cfg).remove(0);
+            assert_eq!(row.tokens, single, "shift {shift} row {i}");
+        }
+    }
 }
 
 #[test]
