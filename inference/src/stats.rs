@@ -16,7 +16,7 @@ pub struct DecodeStats {
     /// Time of the first forward pass (the prompt prefill).
     pub prefill: Duration,
     /// Times the cache was compacted: rows that advance at different speeds leave holes in
-    /// the shared cache, squeezed out once they outnumber a row's own columns.
+    /// the shared cache, squeezed out once they make up a third of it.
     pub compactions: usize,
 }
 

@@ -5,7 +5,7 @@
 //!
 //! The cache grows by the same number of columns for every row (the widest pending part),
 //! so a row that committed less leaves *holes*: columns that hold none of its slots. The
-//! mask hides them, and [`compaction`] squeezes them out once they outnumber real columns.
+//! mask hides them, and [`compaction`] squeezes them out once they make up a third of it.
 
 use burn::prelude::*;
 use burn::tensor::{Bool, Int, TensorData};
@@ -122,8 +122,10 @@ impl Window {
 }
 
 /// Per row, the cache columns to keep (its own, in order, padded by repeating its last
-/// one to the longest row's count), when holes make up more than half the cache; the
-/// rows' column maps are rewritten to match.
+/// one to the longest row's count), once the cache is 1.5× the longest row's own columns;
+/// the rows' column maps are rewritten to match. Holes cost every later pass attention
+/// work and memory; a compaction copies the cache once, about what one committing pass
+/// copies anyway (burn's `cat`).
 pub(crate) fn compaction(rows: &mut [Row], cache_len: usize) -> Option<Vec<Vec<i64>>> {
     let own: Vec<Vec<i64>> = rows
         .iter()
@@ -133,7 +135,7 @@ pub(crate) fn compaction(rows: &mut [Row], cache_len: usize) -> Option<Vec<Vec<i
         })
         .collect();
     let longest = own.iter().map(Vec::len).max().unwrap_or(0);
-    if longest == 0 || cache_len < 2 * longest {
+    if longest == 0 || 2 * cache_len < 3 * longest {
         return None;
     }
     let keep = own

@@ -1,6 +1,6 @@
 //! Training properties on the tiny Llama fixture:
 //! - every state trained on is a state the sampler visited (both selection rules, stop
-//!   tokens, slots after them, left-padded rows, blocks of 2 and 4);
+//!   tokens, slots after them, rows of different lengths, blocks of 2 and 4);
 //! - OPDLM's loss goes down over a fixed seed;
 //! - a run resumed from a checkpoint continues with exactly the losses of the
 //!   uninterrupted run, and its exported model decodes;
@@ -35,13 +35,14 @@ struct Coverage {
 /// Every block of every training `x_t`, read back from the packed batch the student is fed
 /// (`Loss::example` → `student_noisy_inputs`, the production path), is a state the
 /// sampler fed the model, token for token: stop tokens still masked, the slots after the
-/// stop token, partly filled prompt blocks and left-padded rows included. Blocks of 2 and
+/// stop token, partly filled prompt blocks and rows of different lengths included. Blocks of 2 and
 /// 4, both selection rules, temperature 1.
 #[test]
 fn training_states_are_states_the_sampler_visited() {
     let mut seen = Coverage::default();
-    // Lengths 3, 9 and 14 differ by at least 4, so rows are left-padded at both block
-    // sizes; 3 and 9 are odd, so their prompt blocks are partly filled at both.
+    // Lengths 3, 9 and 14 put the rows in different phases of their blocks at both block
+    // sizes (each row advances on its own); 3 and 9 are odd, so their prompt blocks are
+    // partly filled at both.
     let prompts: Vec<Vec<u32>> =
         vec![vec![5, 17, 33], vec![9, 1, 44, 60, 23, 8, 90, 3, 7], (40..54).collect()];
     for block in [2, 4] {

@@ -109,7 +109,7 @@ pub struct TrainTiming {
     pub total_seconds: f64,
     /// Response tokens over the batch.
     pub rollout_tokens: usize,
-    /// Forward passes of the batched rollout (each takes every row's window).
+    /// Forward passes of the rollout per row (mean over the batch).
     pub rollout_forwards: usize,
     pub loss: f64,
     pub peak_rss_mib: Option<f64>,

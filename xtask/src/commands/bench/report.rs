@@ -98,7 +98,7 @@ fn rows(plan: &Plan) -> Vec<Row> {
                 |m| train(m, |t| t.total_seconds),
             ),
             row("· rollout s", Better::Lower, 2, |m| train(m, |t| t.rollout_seconds)),
-            row("· rollout forwards (batched)", Better::Neither, 0, |m| {
+            row("· rollout forwards per row", Better::Neither, 0, |m| {
                 train(m, |t| t.rollout_forwards as f64)
             }),
             row("· teacher s", Better::Lower, 2, |m| train(m, |t| t.teacher_seconds)),

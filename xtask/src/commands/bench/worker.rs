@@ -239,8 +239,9 @@ fn train_step<B: TrainBackend>(
     drop(distiller);
     let item = output.item;
     let rollout_tokens = (item.rollout_len * item.batch_size as f64).round() as usize;
-    // Row forwards over the batch; every row lives to the end (no stop tokens), so this
-    // divided by the batch is the batched rollout's forward passes.
+    // Forwards each row took part in, over the batch (every row lives to the end: no stop
+    // tokens). Rows advance on their own, so this divided by the batch is the mean per
+    // row; PyTorch's sampler moves rows in lockstep, where every row takes every pass.
     let row_forwards = rollout_tokens as f64 / item.rollout_tokens_per_forward.max(1e-9);
     Ok(TrainTiming {
         rollout_seconds: item.rollout_seconds,
