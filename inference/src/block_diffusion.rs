@@ -344,7 +344,7 @@ impl<'a, B: Backend> DecodeState<'a, B> {
     fn close_finished_blocks(&mut self, on_block: &mut impl FnMut(BlockEvent<'_>)) {
         let mut keep = Vec::new();
         for (r, row) in self.live.iter_mut().enumerate() {
-            if !row.masked().is_empty() {
+            if row.has_masked() {
                 keep.push(r);
                 continue;
             }
@@ -358,11 +358,8 @@ impl<'a, B: Backend> DecodeState<'a, B> {
         if keep.len() < self.live.len() {
             self.keep_rows(&keep);
         }
-        if let Some(columns) = compaction(&mut self.live, self.cache.len()) {
-            let [batch, len] = [columns.len(), columns[0].len()];
-            let flat = columns.into_iter().flatten().collect::<Vec<_>>();
-            self.cache
-                .compact(Tensor::from_data(TensorData::new(flat, [batch, len]), &self.device));
+        if let Some(columns) = compaction::<B>(&mut self.live, self.cache.len(), &self.device) {
+            self.cache.compact(columns);
             self.stats.compactions += 1;
         }
     }

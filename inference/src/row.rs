@@ -100,6 +100,11 @@ impl Row {
         self.block.clone().filter(|&s| self.slots[s] == Slot::Masked).collect()
     }
 
+    /// Whether the active block still has a masked slot.
+    pub fn has_masked(&self) -> bool {
+        self.block.clone().any(|s| self.slots[s] == Slot::Masked)
+    }
+
     /// Plans the static schedule of the active block's masked slots.
     fn plan_block(&mut self, steps_per_block: usize) {
         self.schedule = static_schedule(self.masked().len(), steps_per_block);
@@ -115,12 +120,8 @@ impl Row {
 
     /// The active block as the model sees it now, for training on visited states.
     pub fn visited_state(&self, mask_id: u32) -> VisitedState {
-        let tokens = self.slots[self.block.start..self.block.end.min(self.end)]
-            .iter()
-            .map(|s| match s {
-                Slot::Fixed(t) => *t,
-                Slot::Masked => mask_id,
-            })
+        let tokens = (self.block.start..self.block.end.min(self.end))
+            .map(|s| self.input_id(s, mask_id))
             .collect();
         VisitedState { step: self.steps, block_start: self.block.start, tokens }
     }

@@ -74,6 +74,7 @@ impl Window {
         let mut positions = vec![0i64; batch * width];
         let mut blocked = vec![true; batch * width * keys];
         for (r, row) in rows.iter().enumerate() {
+            let hidden_cache: Vec<bool> = row.cache_columns.iter().map(|&own| !own).collect();
             for j in 0..width {
                 let at = (r * width + j) * keys;
                 let view = &mut blocked[at..at + keys];
@@ -83,9 +84,7 @@ impl Window {
                 }
                 let query_block = (row.cached + j) / block_size;
                 positions[r * width + j] = (row.cached + j) as i64;
-                for (c, &own) in row.cache_columns.iter().enumerate() {
-                    view[c] = !own;
-                }
+                view[..cache_len].copy_from_slice(&hidden_cache);
                 for k in 0..self.lens[r] {
                     view[cache_len + k] = (row.cached + k) / block_size > query_block;
                 }
@@ -121,12 +120,16 @@ impl Window {
     }
 }
 
-/// Per row, the cache columns to keep (its own, in order, padded by repeating its last
-/// one to the longest row's count), once the cache is 1.5× the longest row's own columns;
-/// the rows' column maps are rewritten to match. Holes cost every later pass attention
-/// work and memory; a compaction copies the cache once, about what one committing pass
-/// copies anyway (burn's `cat`).
-pub(crate) fn compaction(rows: &mut [Row], cache_len: usize) -> Option<Vec<Vec<i64>>> {
+/// The cache columns every row keeps (`[rows, kept]`: its own, in order, padded by
+/// repeating its last one to the longest row's count), once the cache is 1.5× the longest
+/// row's own columns; the rows' column maps are rewritten to match. Holes cost every
+/// later pass attention work and memory; a compaction copies the cache once, about what
+/// one committing pass copies anyway (burn's `cat`).
+pub(crate) fn compaction<B: Backend>(
+    rows: &mut [Row],
+    cache_len: usize,
+    device: &B::Device,
+) -> Option<Tensor<B, 2, Int>> {
     let own: Vec<Vec<i64>> = rows
         .iter()
         .map(|r| {
@@ -138,15 +141,12 @@ pub(crate) fn compaction(rows: &mut [Row], cache_len: usize) -> Option<Vec<Vec<i
     if longest == 0 || 2 * cache_len < 3 * longest {
         return None;
     }
-    let keep = own
-        .into_iter()
-        .zip(rows.iter_mut())
-        .map(|(mut columns, row)| {
-            row.cache_columns = (0..longest).map(|c| c < columns.len()).collect();
-            let filler = columns.last().copied().unwrap_or(0);
-            columns.resize(longest, filler);
-            columns
-        })
-        .collect();
-    Some(keep)
+    let mut kept = Vec::with_capacity(rows.len() * longest);
+    for (mut columns, row) in own.into_iter().zip(rows.iter_mut()) {
+        row.cache_columns = (0..longest).map(|c| c < columns.len()).collect();
+        let filler = columns.last().copied().unwrap_or(0);
+        columns.resize(longest, filler);
+        kept.extend(columns);
+    }
+    Some(Tensor::from_data(TensorData::new(kept, [rows.len(), longest]), device))
 }
