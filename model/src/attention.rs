@@ -59,7 +59,6 @@ impl<B: Backend> Attention<B> {
         }
     }
 
-    /// `x`: `[batch, queries, hidden]`; `mask`: `[batch, queries, keys]`, `true` = blocked.
     /// The block with its projections quantized to Q8 (see `crate::quant`).
     pub(crate) fn quantized(self) -> Self {
         Self {
@@ -71,6 +70,7 @@ impl<B: Backend> Attention<B> {
         }
     }
 
+    /// `x`: `[batch, queries, hidden]`; `mask`: `[batch, queries, keys]`, `true` = blocked.
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -104,24 +104,21 @@ impl<B: Backend> Attention<B> {
             None => new,
         };
 
-        // 4. Grouped-query attention: share each kv head with `h / kv` query heads.
-        let keys = repeat_kv(keys, h / kv);
-        let values = repeat_kv(values, h / kv);
+        // 4. Grouped-query attention. Each kv head serves `groups` consecutive query heads
+        //    (transformers' `repeat_kv` order), so fold those heads into the query axis,
+        //    `[B, H, L, D] -> [B, KV, groups*L, D]`, and attend against the kv heads as
+        //    they are: no copy of the cache per query head.
+        let groups = h / kv;
         let key_len = keys.dims()[2];
-        let mask = mask.map(|m| m.clone().unsqueeze_dim::<4>(1).expand([batch, h, len, key_len]));
-        let out = attention(q, keys, values, mask, None, AttentionModuleOptions::default());
+        let q = q.reshape([batch, kv, groups * len, hd]);
+        let mask = mask.map(|m| {
+            let m = m.clone().unsqueeze_dim::<4>(1).unsqueeze_dim::<5>(2);
+            m.expand([batch, kv, groups, len, key_len]).reshape([batch, kv, groups * len, key_len])
+        });
+        let out = attention(q, keys, values, mask, None, AttentionModuleOptions::default())
+            .reshape([batch, h, len, hd]);
 
         // 5. Merge heads: (B, H, L, D) -> (B, L, H*D), output projection.
         project(&self.o_proj, out.swap_dims(1, 2).reshape([batch, len, h * hd]))
     }
-}
-
-/// `[b, kv, L, d]` -> `[b, kv * groups, L, d]`, each kv head repeated `groups` times
-/// consecutively (the order transformers' `repeat_kv` uses).
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
-    if groups == 1 {
-        return x;
-    }
-    let [b, kv, len, d] = x.dims();
-    x.unsqueeze_dim::<5>(2).expand([b, kv, groups, len, d]).reshape([b, kv * groups, len, d])
 }

@@ -88,10 +88,17 @@ fn q8_and_dequantized(w: Vec<f32>, k: usize, n: usize) -> (Tensor<B, 2>, Vec<f32
 
 #[test]
 fn q8_products_match_dequantize_then_multiply() {
-    // k a multiple of 32; m and n odd or even, one row to many (the kernel takes every m).
-    for (m, k, n) in
-        [(1, 32, 5), (3, 64, 31), (4, 64, 64), (7, 96, 160), (16, 128, 33), (65, 32, 64)]
-    {
+    // k a multiple of 32 (odd and even block counts); m and n odd or even, one row to many
+    // (the kernel takes every m).
+    for (m, k, n) in [
+        (1, 32, 5),
+        (3, 64, 31),
+        (4, 96, 64),
+        (7, 96, 160),
+        (9, 160, 17),
+        (16, 128, 33),
+        (65, 32, 64),
+    ] {
         let (x, w) = (values(m * k, 5), values(k * n, 6));
         let (quantized, dequantized) = q8_and_dequantized(w, k, n);
         assert!(matches!(quantized.dtype(), burn::tensor::DType::QFloat(_)));
@@ -99,6 +106,18 @@ fn q8_products_match_dequantize_then_multiply() {
         let worst = worst_relative(&got, &plain_product(&x, &dequantized, m, k, n));
         assert!(worst < 1e-5, "{m}×{k}×{n}: relative error {worst}");
     }
+}
+
+#[test]
+fn a_nan_activation_makes_its_row_nan_and_leaves_the_others() {
+    // A kernel that rounded activations to integers would turn a NaN into 0.
+    let (k, n) = (64, 9);
+    let mut x = values(2 * k, 11);
+    x[40] = f32::NAN;
+    let (quantized, _) = q8_and_dequantized(values(k * n, 12), k, n);
+    let got = to_vec(tensor(x, [2, k]).matmul(quantized));
+    assert!(got[..n].iter().all(|v| v.is_nan()), "row 0: {:?}", &got[..n]);
+    assert!(got[n..].iter().all(|v| v.is_finite()), "row 1: {:?}", &got[n..]);
 }
 
 #[test]
@@ -151,10 +170,11 @@ fn smollm2_q8_logits_stay_close_to_f32_logits() {
         prompt.len()
     );
     // Measured: 0.85 against logits up to 27.4, every argmax equal (blocks along the
-    // outputs instead of the inputs gave 2.19). That is the rounding of 30 layers' weights
-    // to 8 bits: the kernel itself equals dequantize-then-multiply to 1e-5 (above), and a
-    // wrong scale, block or layout gives errors of the logits' own size. 1.5 leaves room
-    // for another summation order, not for another scheme.
+    // outputs instead of the inputs gave 2.19; quantizing the activations to Q8_0 as well,
+    // as llama.cpp does, gave 1.76). That is the rounding of 30 layers' weights to 8 bits:
+    // the kernel itself equals dequantize-then-multiply to 1e-5 (above), and a wrong
+    // scale, block or layout gives errors of the logits' own size. 1.5 leaves room for
+    // another summation order, not for another scheme.
     assert!(worst < 1.5, "max |Δlogit| {worst}");
     assert_eq!(same_argmax, prompt.len(), "argmax differs at some position");
 }

@@ -89,7 +89,8 @@ where
                             .scales
                             .into_iter()
                             .map(|scales| QParams { scales })
-                            .collect();
+                            .collect::<Vec<_>>()
+                            .into();
 
                         NdArrayQTensor {
                             qtensor: NdArrayTensor::from_data(data),
@@ -204,7 +205,7 @@ where
         NdArrayQTensor {
             qtensor: NdArrayTensor::from_data(data),
             scheme: *scheme,
-            qparams,
+            qparams: qparams.into(),
         }
     }
 
@@ -418,7 +419,7 @@ fn q8_rows_product(x: &NdArrayTensor, w: &NdArrayQTensor) -> Option<NdArrayTenso
     let rows = x_view.len() / k.max(1);
     // Activations are small: a strided view is copied into rows.
     let x_rows = x_view.as_standard_layout();
-    let weights = Q8Cols { values: q_values, scales: &w.qparams, k, n };
+    let weights = Q8Cols { values: q_values, scales: &w.qparams[..], k, n };
     let out = q8_product(&weights, x_rows.as_slice()?, rows);
     let mut shape = x_shape;
     shape[d - 1] = n;
