@@ -51,6 +51,10 @@ fn main() -> std::process::ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Infer(args) => on_pool(|| commands::infer::run(args)),
+        // One device in one process: no thread waits on another's tensor work (see `on_pool`).
+        Command::Train(args) if args.devices == 1 && args.nodes == 1 => {
+            on_pool(|| commands::train::run(*args))
+        }
         Command::Train(args) => commands::train::run(*args),
         Command::Bench(args) => on_pool(|| commands::bench::run(args)),
         Command::Pretrain(args) => commands::pretrain::run(args),
@@ -61,13 +65,17 @@ fn run(command: Command) -> anyhow::Result<()> {
 
 /// Runs `work` on a thread of rayon's global pool, where burn-ndarray splits its products:
 /// a product then wakes one other pool thread instead of handing itself to the pool and
-/// waiting (measured: SmolLM2 Q8 AR decoding 36 → 40 tok/s on 2 threads). Only for commands
-/// that never make a pool thread wait on another thread's tensor work: a multi-device
-/// training run waits on its device threads, whose products need the pool, and with one
-/// pool thread that would deadlock, so `train` stays off the pool.
+/// waiting (measured on 2 threads: SmolLM2 Q8 AR decoding 36 → 40 tok/s, the SmolLM2 OPDLM
+/// bench step 40.0 → 36.9 s). Only for work that never makes a pool thread wait on another
+/// thread's tensor work: a multi-device or multi-node training run waits on its device
+/// threads, whose products need the pool, so those run off it. With one pool thread there
+/// is nothing to wake, and `work` runs where it is.
 fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     // The pool's threads get the main thread's usual stack (rayon's default is 2 MiB);
     // an error means the pool already exists, which is as good.
     let _ = rayon::ThreadPoolBuilder::new().stack_size(8 << 20).build_global();
+    if rayon::current_num_threads() < 2 {
+        return work();
+    }
     rayon::scope(|_| work())
 }
