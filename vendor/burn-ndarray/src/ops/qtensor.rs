@@ -89,8 +89,7 @@ where
                             .scales
                             .into_iter()
                             .map(|scales| QParams { scales })
-                            .collect::<Vec<_>>()
-                            .into();
+                            .collect();
 
                         NdArrayQTensor {
                             qtensor: NdArrayTensor::from_data(data),
