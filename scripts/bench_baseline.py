@@ -290,12 +290,11 @@ def divergence(teacher: torch.Tensor, student: torch.Tensor, top_k: int) -> torc
     return (teacher.exp() * (teacher - student)).sum(-1)
 
 
-def train_step(model, plan: dict) -> dict:
+def train_step(model, plan: dict, optimizer: torch.optim.Optimizer) -> dict:
     train, block, mask_id = plan["train"], plan["block_size"], plan["mask_token_id"]
     prompts = train["prompts"]
     n, p = len(prompts), len(prompts[0])
     generator = torch.Generator().manual_seed(train["seed"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     reset_peak_rss()
     started = time.perf_counter()
 
@@ -415,7 +414,11 @@ def main() -> None:
         print(f"[pytorch] {name}: {phase}: {s['tokens']} tokens, {s['forwards']} forwards, {s['seconds']:.2f} s, "
               f"{s['tokens_per_second']:.1f} tok/s", flush=True)
     if plan.get("train"):
-        measured["train"] = t = train_step(model, plan)
+        train = plan["train"]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=train["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+        for _ in range(2):  # warm-up, untimed, as ours (WARM_UP_STEPS in xtask/src/commands/bench/worker.rs)
+            train_step(model, plan, optimizer)
+        measured["train"] = t = train_step(model, plan, optimizer)
         print(f"[pytorch] {name}: train step {t['total_seconds']:.2f} s (rollout {t['rollout_seconds']:.2f} s, "
               f"teacher {t['teacher_seconds']:.2f} s, student {t['student_seconds']:.2f} s, "
               f"optimizer {t['optimizer_seconds']:.2f} s)", flush=True)

@@ -119,16 +119,23 @@ pub fn choose<B: Backend>(
 
 /// Draws one token from untempered log-probabilities under `config`.
 fn sample_row(log_probs: &[f32], config: &SamplingConfig, rng: &mut StdRng) -> u32 {
-    // Candidates by decreasing probability; top-k and top-p cut this list.
-    // Excluded ids sit at NEVER_LOGIT − logsumexp, far below any real token's log-probability.
+    // The candidates. Excluded ids sit at NEVER_LOGIT − logsumexp, far below any real
+    // token's log-probability.
     let mut order: Vec<u32> =
         (0..log_probs.len() as u32).filter(|&t| log_probs[t as usize] > EXCLUDED_BELOW).collect();
-    order.sort_by(|&a, &b| log_probs[b as usize].total_cmp(&log_probs[a as usize]).then(a.cmp(&b)));
-    if config.top_k > 0 {
-        order.truncate(config.top_k);
+    // Top-k and top-p cut the candidates ranked by decreasing probability. Plain temperature
+    // sampling (the rollouts') draws from the same distribution in id order: sorting the
+    // whole vocabulary of every slot was a tenth of a SmolLM2 rollout's main thread (`perf`).
+    if config.top_k > 0 || config.top_p < 1.0 {
+        order.sort_by(|&a, &b| {
+            log_probs[b as usize].total_cmp(&log_probs[a as usize]).then(a.cmp(&b))
+        });
+        if config.top_k > 0 {
+            order.truncate(config.top_k);
+        }
     }
     // Tempered weights exp((logp - max) / T), relative to the best token.
-    let best = log_probs[order[0] as usize];
+    let best = order.iter().map(|&t| log_probs[t as usize]).fold(f32::NEG_INFINITY, f32::max);
     let mut weights: Vec<f64> = order
         .iter()
         .map(|&t| (((log_probs[t as usize] - best) / config.temperature) as f64).exp())

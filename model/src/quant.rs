@@ -59,17 +59,27 @@ pub fn quantize_linear<B: Backend>(linear: Linear<B>) -> Linear<B> {
     Linear { weight: Param::from_tensor(quantize_q8(weight.val())), bias }
 }
 
-/// `linear(x)`, multiplying by a quantized weight without dequantizing it first.
+/// `linear(x)` as one product of all `batch · len` rows with the weight; a quantized weight
+/// is multiplied without being dequantized first.
+///
+/// Why the rows are flattened: burn's linear on `[batch, len, in]` is a batched product
+/// against the broadcast weight. A decoding step of several rows then reads the weight once
+/// per row, and the backward pass forms the weight's gradient as `batch` products summed
+/// afterwards (a `[batch, in, out]` temporary per layer). One `[batch · len, in]` product
+/// reads the weight once, and its gradient is one product with no sum.
 pub fn project<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let weight = linear.weight.val();
-    if !matches!(weight.dtype(), DType::QFloat(_)) {
-        return linear.forward(x);
-    }
     let [batch, len, inputs] = x.dims();
-    let outputs = weight.dims()[1];
-    let out = x.reshape([batch * len, inputs]).matmul(weight).reshape([batch, len, outputs]);
-    match &linear.bias {
-        Some(bias) => out + bias.val().unsqueeze::<3>(),
-        None => out,
-    }
+    let rows = x.reshape([batch * len, inputs]);
+    let weight = linear.weight.val();
+    let out = if matches!(weight.dtype(), DType::QFloat(_)) {
+        let out = rows.matmul(weight);
+        match &linear.bias {
+            Some(bias) => out + bias.val().unsqueeze::<2>(),
+            None => out,
+        }
+    } else {
+        linear.forward(rows)
+    };
+    let outputs = out.dims()[1];
+    out.reshape([batch, len, outputs])
 }

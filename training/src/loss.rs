@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, TensorData};
+use burn::tensor::{IndexingUpdateOp, Int, TensorData};
 use opdlm_inference::RowOutput;
 use opdlm_model::{exclude_tokens, padded_token_ids, AttentionMode, Layout, Transformer};
 use rand::rngs::StdRng;
@@ -567,7 +567,7 @@ fn divergence<B: Backend>(
 ) -> Tensor<B, 1> {
     match (kind, top_k) {
         (Divergence::ForwardKl, Some(k)) => {
-            let (teacher_top, ids) = teacher.topk_with_indices(k, 1);
+            let (teacher_top, ids) = largest_k(teacher, k);
             let student_top = student.gather(1, ids);
             (teacher_top.clone().exp() * (teacher_top - student_top)).sum_dim(1).squeeze_dim(1)
         }
@@ -579,6 +579,25 @@ fn divergence<B: Backend>(
             (kl(teacher, mixture.clone()) + kl(student, mixture)) * 0.5
         }
     }
+}
+
+/// The `k` largest entries of each row of `x` (`[n, V]`, no `+∞`), in decreasing order, with
+/// their ids: `k` rounds of a row maximum, each winner then set to `−∞`. burn's
+/// `topk_with_indices` sorts every whole row (a vocabulary per loss slot), which cost more
+/// than all the passes here on SmolLM2. Ties go to the lower id.
+fn largest_k<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
+    let [n, _] = x.dims();
+    let device = x.device();
+    let knocked_out = Tensor::<B, 2>::full([n, 1], f32::NEG_INFINITY, &device);
+    let mut rest = x;
+    let (mut values, mut ids) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    for _ in 0..k {
+        let (value, id) = rest.clone().max_dim_with_indices(1);
+        rest = rest.scatter(1, id.clone(), knocked_out.clone(), IndexingUpdateOp::Add);
+        values.push(value);
+        ids.push(id);
+    }
+    (Tensor::cat(values, 1), Tensor::cat(ids, 1))
 }
 
 /// KL(p ‖ q) per row from log-probabilities.

@@ -288,3 +288,30 @@ fn an_objective_is_bound_to_its_targets() {
     let hard = Loss::new(Objective::Sft, StateSelection::PerBlock, Divergence::Jsd, Some(3));
     assert_eq!(hard.targets(), Targets::HardLabels);
 }
+
+#[test]
+fn largest_k_equals_a_full_sort_and_breaks_ties_toward_the_lower_id() {
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(7);
+    let (rows, vocab, k) = (5, 300, 16);
+    let values: Vec<f32> = (0..rows * vocab).map(|_| rng.random_range(-30.0..0.0)).collect();
+    let x = Tensor::<B, 2>::from_data(TensorData::new(values, [rows, vocab]), &Default::default());
+    let (ours, our_ids) = largest_k(x.clone(), k);
+    let (sorted, sorted_ids) = x.topk_with_indices(k, 1);
+    assert_eq!(
+        ours.into_data().to_vec::<f32>().unwrap(),
+        sorted.into_data().to_vec::<f32>().unwrap()
+    );
+    assert_eq!(
+        our_ids.into_data().to_vec::<i64>().unwrap(),
+        sorted_ids.into_data().to_vec::<i64>().unwrap()
+    );
+
+    let tied = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![1.0f32, 3.0, 3.0, 2.0, 3.0], [1, 5]),
+        &Default::default(),
+    );
+    let (values, ids) = largest_k(tied, 4);
+    assert_eq!(values.into_data().to_vec::<f32>().unwrap(), vec![3.0, 3.0, 3.0, 2.0]);
+    assert_eq!(ids.into_data().to_vec::<i64>().unwrap(), vec![1, 2, 4, 3]);
+}
