@@ -14,13 +14,8 @@ pub fn keep_freed_memory() {
         let settings = [
             // Largest block served from the heap instead of its own mapping (glibc's maximum).
             (libc::M_MMAP_THRESHOLD, 32 << 20),
-            // Free memory at the top of the heap is never given back to the kernel (-1):
-            // a training step frees several GiB of activations at its end and allocates
-            // them again in the next step. With a 1 GiB threshold the next step's forward
-            // pass spent half its time in page faults (`perf`, SmolLM2 OPDLM step). The
-            // process holds on to its peak memory; `return_freed_memory` gives it back
-            // where that matters.
-            (libc::M_TRIM_THRESHOLD, -1),
+            // Free memory at the top of the heap kept before it goes back to the kernel.
+            (libc::M_TRIM_THRESHOLD, 1 << 30),
             // Extra memory requested each time the heap grows.
             (libc::M_TOP_PAD, 256 << 20),
             // One arena for every thread. The thread arenas are heaps of at most 64 MiB
