@@ -101,7 +101,8 @@ pub struct BenchArgs {
     /// against the cached prompt, reported as a ratio to one row.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 8, 16])]
     pub forward_rows: Vec<usize>,
-    /// Skip the training step.
+    /// Skip the training step (timed on both sides after two untimed steps, which allocate
+    /// the memory and the optimizer state that later steps reuse).
     #[arg(long)]
     pub no_train: bool,
     /// Skip the PyTorch baseline.
