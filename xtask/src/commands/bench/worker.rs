@@ -224,7 +224,7 @@ fn train_step<B: TrainBackend>(
         ..TrainConfig::default()
     };
     let guard = std::sync::Arc::new(NumericGuard::new(usize::MAX, Interrupter::new()));
-    let distiller = Distiller::from_config(&config, student, vec![], guard);
+    let mut distiller = Distiller::from_config(&config, student, vec![], guard);
     let mut optimizer = optimizer();
     let batch = |step| PromptBatch {
         step,
@@ -237,7 +237,6 @@ fn train_step<B: TrainBackend>(
 
     // Untimed steps first: the timed one then reuses the allocator's memory and AdamW's
     // state, as every step of a conversion after its first two does.
-    let mut distiller = distiller;
     for step in 0..WARM_UP_STEPS {
         let warm_up = TrainStep::step(&distiller, batch(step));
         distiller = TrainStep::optimize(distiller, &mut optimizer, train.lr, warm_up.grads);
