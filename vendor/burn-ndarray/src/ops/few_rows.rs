@@ -1,26 +1,22 @@
 //! Products of a few activation rows (decoding: 1 row per sequence; block diffusion: a
-//! block of 4–16 slots) with a weight matrix: f32 `[k, n]` stored row-major, or Q8 stored
-//! as `n` output rows of `k` int8 values in blocks of 32 with one f32 scale each (GGUF
-//! Q8_0's layout, with f32 scales).
+//! block of 4–16 slots) with an f32 weight matrix `[k, n]` stored row-major (the Q8 kernel
+//! is in `q8_rows`, and shares the split over threads defined here).
 //!
 //! Such products are bound by memory bandwidth: every weight is used by only a few rows.
-//! Both kernels stream each weight once for all rows (f32: `out[r, :] += x[r, i] · w[i, :]`
-//! over column tiles of 32 kept in registers for up to 4 rows at a time; Q8: one output
-//! row's `k` weights, contiguous, dotted with up to 4 activation rows at a time; the next
-//! 4 rows re-read them from cache), vectorised by the compiler inside functions compiled
-//! for AVX-512 or AVX2+FMA and chosen at run time, and split over the thread pool by output
-//! columns. Every output is a sum in a fixed order, so a row's result does not depend on
-//! how many other rows are multiplied with it, nor on the threads.
+//! The kernel streams each weight once for all rows (`out[r, :] += x[r, i] · w[i, :]` over
+//! column tiles of 32 kept in registers for up to 4 rows at a time), vectorised by the
+//! compiler inside functions compiled for AVX-512 or AVX2+FMA and chosen at run time, and
+//! split over the thread pool by output columns. Every output is a sum in a fixed order,
+//! so a row's result does not depend on how many other rows are multiplied with it, nor
+//! on the threads.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 /// Columns per f32 tile.
 const TILE: usize = 32;
-/// Values per Q8 block.
-pub(crate) const Q8_BLOCK: usize = 32;
 /// Rows multiplied together (their accumulators stay in registers).
-const ROWS_AT_ONCE: usize = 4;
+pub(crate) const ROWS_AT_ONCE: usize = 4;
 /// Below this many weights one thread is faster than waking the pool.
 const PARALLEL_MIN_WEIGHTS: usize = 1 << 15;
 
@@ -72,27 +68,9 @@ pub(crate) fn few_rows_product<W: WeightRows>(weights: &W, x: &[f32], m: usize) 
     split_columns(m, k, n, TILE, |from, to| columns(weights, x, m, from, to))
 }
 
-/// Q8 weights: `n` output rows of `k` int8 values (`k` a multiple of 32), one scale per
-/// block of 32 values of a row, in row order.
-pub(crate) struct Q8Cols<'a> {
-    pub values: &'a [i8],
-    pub scales: &'a [burn_backend::quantization::QParams<f32>],
-    pub k: usize,
-    pub n: usize,
-}
-
-/// `x · wᵀ`-style product with Q8 weights stored as output rows (see [`Q8Cols`]): `m` rows
-/// of `n` outputs.
-pub(crate) fn q8_product(weights: &Q8Cols<'_>, x: &[f32], m: usize) -> Vec<f32> {
-    let (k, n) = (weights.k, weights.n);
-    assert_eq!(x.len(), m * k, "activations are not {m} rows of {k}");
-    assert!(k.is_multiple_of(Q8_BLOCK) && weights.values.len() == n * k);
-    split_columns(m, k, n, 1, |from, to| q8_outputs(weights, x, m, from, to))
-}
-
 /// Runs `part(from, to)` for contiguous ranges of the `n` output columns (multiples of
 /// `unit`), one per pool thread when the matrix is worth it, and assembles the `m` rows.
-fn split_columns(
+pub(crate) fn split_columns(
     m: usize,
     k: usize,
     n: usize,
@@ -244,106 +222,4 @@ fn accumulate<W: WeightRows, const R: usize, const FMA: bool, const WHOLE: bool>
     for r in 0..R {
         out[r * width + at..r * width + at + tile].copy_from_slice(&acc[r][..tile]);
     }
-}
-
-/// Outputs `from..to` of every row of the Q8 product, as `m` rows of `to - from`.
-fn q8_outputs(w: &Q8Cols<'_>, x: &[f32], m: usize, from: usize, to: usize) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { q8_outputs_avx512(w, x, m, from, to) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { q8_outputs_avx2(w, x, m, from, to) };
-        }
-    }
-    q8_outputs_body::<false>(w, x, m, from, to)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn q8_outputs_avx512(w: &Q8Cols<'_>, x: &[f32], m: usize, from: usize, to: usize) -> Vec<f32> {
-    q8_outputs_body::<true>(w, x, m, from, to)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn q8_outputs_avx2(w: &Q8Cols<'_>, x: &[f32], m: usize, from: usize, to: usize) -> Vec<f32> {
-    q8_outputs_body::<true>(w, x, m, from, to)
-}
-
-#[inline(always)]
-fn q8_outputs_body<const FMA: bool>(
-    w: &Q8Cols<'_>,
-    x: &[f32],
-    m: usize,
-    from: usize,
-    to: usize,
-) -> Vec<f32> {
-    let width = to - from;
-    let mut out = vec![0.0f32; m * width];
-    for j in from..to {
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = ROWS_AT_ONCE.min(m - r0);
-            let sums = match rows {
-                4 => q8_dots::<4, FMA>(w, j, &x[r0 * w.k..]),
-                3 => pad(q8_dots::<3, FMA>(w, j, &x[r0 * w.k..])),
-                2 => pad(q8_dots::<2, FMA>(w, j, &x[r0 * w.k..])),
-                _ => pad(q8_dots::<1, FMA>(w, j, &x[r0 * w.k..])),
-            };
-            for r in 0..rows {
-                out[(r0 + r) * width + j - from] = sums[r];
-            }
-            r0 += rows;
-        }
-    }
-    out
-}
-
-fn pad<const R: usize>(sums: [f32; R]) -> [f32; ROWS_AT_ONCE] {
-    let mut out = [0.0; ROWS_AT_ONCE];
-    out[..R].copy_from_slice(&sums);
-    out
-}
-
-/// Half a Q8 block: the lanes of one 16-wide vector.
-const HALF: usize = Q8_BLOCK / 2;
-
-/// Output `j` for `R` activation rows (row `r` at `x[r·k..]`): per block, the two halves'
-/// products summed lane-wise, scaled and accumulated lane-wise; the lanes summed at the end.
-#[inline(always)]
-fn q8_dots<const R: usize, const FMA: bool>(w: &Q8Cols<'_>, j: usize, x: &[f32]) -> [f32; R] {
-    let k = w.k;
-    let blocks = k / Q8_BLOCK;
-    let row = &w.values[j * k..(j + 1) * k];
-    let scales = &w.scales[j * blocks..(j + 1) * blocks];
-    let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
-    let mut acc = [[0.0f32; HALF]; R];
-    for b in 0..blocks {
-        let q: &[i8; Q8_BLOCK] = row[b * Q8_BLOCK..(b + 1) * Q8_BLOCK].try_into().expect("a block");
-        let mut lo = [0.0f32; HALF];
-        let mut hi = [0.0f32; HALF];
-        for t in 0..HALF {
-            lo[t] = q[t] as f32;
-            hi[t] = q[t + HALF] as f32;
-        }
-        let scale = scales[b].scales;
-        for r in 0..R {
-            let xs: &[f32; Q8_BLOCK] =
-                x[r * k + b * Q8_BLOCK..r * k + (b + 1) * Q8_BLOCK].try_into().expect("a block");
-            for t in 0..HALF {
-                let part = fma(xs[t + HALF], hi[t], xs[t] * lo[t]);
-                acc[r][t] = fma(scale, part, acc[r][t]);
-            }
-        }
-    }
-    let mut sums = [0.0f32; R];
-    for r in 0..R {
-        sums[r] = acc[r].iter().sum();
-    }
-    sums
 }

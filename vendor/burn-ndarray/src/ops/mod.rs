@@ -14,6 +14,7 @@ pub(crate) mod avgpool;
 pub(crate) mod conv;
 pub(crate) mod deform_conv;
 pub(crate) mod few_rows;
+pub(crate) mod q8_rows;
 pub(crate) mod grid_sample;
 pub(crate) mod interpolate;
 pub(crate) mod macros;

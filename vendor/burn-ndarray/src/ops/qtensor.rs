@@ -392,7 +392,7 @@ fn dequantize<Q: QuantElement>(
 /// `opdlm-model`'s `quant` stores them. Any number of rows: beyond a few, the kernel
 /// re-reads each output row's weights from cache per group of 4 rows.
 fn q8_rows_product(x: &NdArrayTensor, w: &NdArrayQTensor) -> Option<NdArrayTensor> {
-    use super::few_rows::{Q8_BLOCK, Q8Cols, q8_product};
+    use super::q8_rows::{Q8_BLOCK, Q8Cols, q8_product};
     let block_ok =
         matches!(w.scheme.level, QuantLevel::Block(b) if b.as_slice() == [Q8_BLOCK as u8]);
     let value_ok = matches!(w.scheme.value, QuantValue::Q8S | QuantValue::Q8F);
