@@ -77,6 +77,38 @@ fn a_row_has_the_same_bits_alone_and_among_others() {
     }
 }
 
+#[test]
+fn products_from_several_threads_at_once_equal_the_same_products_one_at_a_time() {
+    // The split products share one set of spinning helper threads (burn-ndarray patch,
+    // `ops/spin_pool.rs`) that serves one caller at a time; callers that find it busy run
+    // their parts themselves. Either way every product must come out whole and unchanged.
+    let (m, k, n) = (3, 256, 640);
+    let weights: Vec<Tensor<B, 2>> = (0..4)
+        .map(|t| tensor(values(k * n, 10 + t), [k, n]))
+        .flat_map(|w| [w.clone(), quantize_q8(w)])
+        .collect();
+    let x = tensor(values(m * k, 9), [m, k]);
+    let alone: Vec<Vec<f32>> =
+        weights.iter().map(|w| to_vec(x.clone().matmul(w.clone()))).collect();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..weights.len())
+            .map(|t| {
+                let (x, weights, alone) = (&x, &weights, &alone);
+                scope.spawn(move || {
+                    for round in 0..20 {
+                        let w = (t + round) % weights.len();
+                        let got = to_vec(x.clone().matmul(weights[w].clone()));
+                        assert_eq!(got, alone[w], "thread {t}, round {round}, weight {w}");
+                    }
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().expect("a thread's products differ");
+        }
+    });
+}
+
 /// `w` (`[k, n]`) quantized as `quantize_q8` stores it, and its dequantized values in
 /// `[k, n]` order, read through a standard-layout copy (`[n, k]`, blocks along `k`).
 fn q8_and_dequantized(w: Vec<f32>, k: usize, n: usize) -> (Tensor<B, 2>, Vec<f32>) {

@@ -104,11 +104,19 @@ fn pool_threads() -> usize {
     }
 }
 
-fn map_maybe_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+/// `f` of every item, over the cores when there are several items (see `spin_pool`).
+fn map_maybe_parallel<T: Sync, R: Send + Sync>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync + Send,
+) -> Vec<R> {
     #[cfg(feature = "multi-threads")]
     if items.len() > 1 {
-        use rayon::prelude::*;
-        return items.par_iter().map(f).collect();
+        use std::sync::OnceLock;
+        let slots: Vec<OnceLock<R>> = items.iter().map(|_| OnceLock::new()).collect();
+        super::spin_pool::run_parts(pool_threads(), items.len(), &|i| {
+            let _ = slots[i].set(f(&items[i]));
+        });
+        return slots.into_iter().map(|slot| slot.into_inner().expect("every part ran")).collect();
     }
     items.iter().map(f).collect()
 }

@@ -15,6 +15,8 @@ pub(crate) mod conv;
 pub(crate) mod deform_conv;
 pub(crate) mod few_rows;
 pub(crate) mod q8_rows;
+#[cfg(feature = "multi-threads")]
+pub(crate) mod spin_pool;
 pub(crate) mod grid_sample;
 pub(crate) mod interpolate;
 pub(crate) mod macros;
