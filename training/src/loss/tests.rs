@@ -315,3 +315,10 @@ fn largest_k_equals_a_full_sort_and_breaks_ties_toward_the_lower_id() {
     assert_eq!(values.into_data().to_vec::<f32>().unwrap(), vec![3.0, 3.0, 3.0, 2.0]);
     assert_eq!(ids.into_data().to_vec::<i64>().unwrap(), vec![1, 2, 4, 3]);
 }
+
+#[test]
+fn largest_k_passes_over_nans_and_fills_with_them_only_when_it_must() {
+    assert_eq!(largest_k_ids(&[f32::NAN, -1.0, f32::NEG_INFINITY, 0.5], 3), vec![3, 1, 2]);
+    assert_eq!(largest_k_ids(&[f32::NAN, 2.0, f32::NAN], 3), vec![1, 0, 2]);
+    assert_eq!(largest_k_ids(&[1.0, 2.0], 0), Vec::<i64>::new());
+}

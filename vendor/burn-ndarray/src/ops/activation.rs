@@ -21,7 +21,9 @@ where
     /// At the extremes this form gives exactly 0 (`e^-x` = ∞) and 1.
     fn sigmoid(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|x: FloatElem| 1.0 / (1.0 + (-x).exp_elem())).into_shared()
+            crate::ops::parallel_elementwise::map_floats(array, |x: FloatElem| {
+                1.0 / (1.0 + (-x).exp_elem())
+            })
         })
     }
 }

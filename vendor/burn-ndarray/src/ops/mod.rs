@@ -14,6 +14,7 @@ pub(crate) mod avgpool;
 pub(crate) mod conv;
 pub(crate) mod deform_conv;
 pub(crate) mod few_rows;
+pub(crate) mod parallel_elementwise;
 pub(crate) mod q8_rows;
 #[cfg(feature = "multi-threads")]
 pub(crate) mod spin_pool;

@@ -8,6 +8,7 @@ use macerator::{
 use ndarray::ArrayD;
 use seq_macro::seq;
 
+use crate::ops::parallel_elementwise::{RangePtr, for_each_range};
 use crate::{NdArrayElement, SharedArray, ops::simd::uninit_array_like};
 
 use super::{
@@ -202,7 +203,7 @@ fn binary_simd_same<
         let rhs = rhs.as_slice().unwrap();
         let out =
             unsafe { core::mem::transmute::<&mut [T], &mut [Out]>(unsafe_alias_slice_mut(lhs)) };
-        binary(lhs, rhs, out, PhantomData::<Op>);
+        binary_split::<T, Out, Op>(lhs, rhs, out);
         unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buf) }
     } else if rhs.is_unique() {
         let mut buf = rhs.into_owned();
@@ -210,17 +211,37 @@ fn binary_simd_same<
         let rhs = buf.as_slice_mut().unwrap();
         let out =
             unsafe { core::mem::transmute::<&mut [T], &mut [Out]>(unsafe_alias_slice_mut(rhs)) };
-        binary(lhs, rhs, out, PhantomData::<Op>);
+        binary_split::<T, Out, Op>(lhs, rhs, out);
         unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buf) }
     } else {
         let mut out = uninit_array_like(&lhs);
         let lhs = lhs.as_slice().unwrap();
         let rhs = rhs.as_slice().unwrap();
         let out_slice = out.as_slice_mut().unwrap();
-        binary(lhs, rhs, out_slice, PhantomData::<Op>);
+        binary_split::<T, Out, Op>(lhs, rhs, out_slice);
         out
     };
     out.into_shared()
+}
+
+/// [`binary`] over large buffers split over the cores (OPDLM patch, see
+/// `parallel_elementwise`). `out` may alias `lhs` or `rhs` (the in-place cases above).
+fn binary_split<
+    T: NdArrayElement + Scalar,
+    Out: NdArrayElement + Scalar,
+    Op: SimdBinop<T, Out>,
+>(
+    lhs: &[T],
+    rhs: &[T],
+    out: &mut [Out],
+) {
+    let (l, r, o) = (RangePtr::of_const(lhs), RangePtr::of_const(rhs), RangePtr::new(out));
+    for_each_range(out.len(), &|from, to| {
+        // SAFETY: each part reads and writes its own range of the three buffers.
+        let (lhs, rhs) = unsafe { (&*l.range(from, to), &*r.range(from, to)) };
+        let out = unsafe { o.range(from, to) };
+        binary(lhs, rhs, out, PhantomData::<Op>);
+    });
 }
 
 #[allow(clippy::erasing_op, clippy::identity_op)]

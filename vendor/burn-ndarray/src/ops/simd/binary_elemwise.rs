@@ -8,6 +8,7 @@ use macerator::{
 use ndarray::ArrayD;
 use seq_macro::seq;
 
+use crate::ops::parallel_elementwise::{RangePtr, for_each_range};
 use crate::{NdArrayElement, SharedArray, ops::simd::uninit_array_like};
 
 use super::{MinMax, should_use_simd};
@@ -258,7 +259,10 @@ pub fn try_binary_scalar_simd<
 >(
     input: SharedArray<E>,
     elem: Op::Rhs,
-) -> Result<SharedArray<EOut>, SharedArray<E>> {
+) -> Result<SharedArray<EOut>, SharedArray<E>>
+where
+    Op::Rhs: Sync,
+{
     if !should_use_simd(input.len())
         || input.as_slice_memory_order().is_none()
         || !is_accelerated::<T, Out, Op>(PhantomData)
@@ -290,10 +294,19 @@ unsafe fn binary_scalar_simd_inplace<
 >(
     input: SharedArray<T>,
     elem: Op::Rhs,
-) -> SharedArray<Out> {
+) -> SharedArray<Out>
+where
+    Op::Rhs: Sync,
+{
     let mut buffer = input.into_owned();
     let slice = buffer.as_slice_memory_order_mut().unwrap();
-    unsafe { binary_scalar_slice_inplace::<T, Out, Op>(slice, elem, PhantomData) };
+    // OPDLM patch: large buffers are split over the cores (`parallel_elementwise`).
+    let (ptr, len) = (RangePtr::new(slice), slice.len());
+    for_each_range(len, &|from, to| {
+        // SAFETY: each part updates its own range.
+        let part = unsafe { ptr.range(from, to) };
+        unsafe { binary_scalar_slice_inplace::<T, Out, Op>(part, elem, PhantomData) };
+    });
     // Buffer has the same elem size and is filled with the operation output, so this is safe
     let out = unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buffer) };
     out.into_shared()
@@ -307,11 +320,20 @@ fn binary_scalar_simd_owned<
 >(
     input: SharedArray<T>,
     elem: Op::Rhs,
-) -> SharedArray<Out> {
+) -> SharedArray<Out>
+where
+    Op::Rhs: Sync,
+{
     let mut out = uninit_array_like(&input);
     let input = input.as_slice_memory_order().unwrap();
     let out_slice = out.as_slice_memory_order_mut().unwrap();
-    binary_scalar_slice::<T, Out, Op>(input, out_slice, elem, PhantomData);
+    // OPDLM patch: large buffers are split over the cores (`parallel_elementwise`).
+    let (src, dst) = (RangePtr::of_const(input), RangePtr::new(out_slice));
+    for_each_range(input.len(), &|from, to| {
+        // SAFETY: each part reads and writes its own range; `src` is only read.
+        let (src, dst) = unsafe { (&*src.range(from, to), dst.range(from, to)) };
+        binary_scalar_slice::<T, Out, Op>(src, dst, elem, PhantomData);
+    });
     out.into_shared()
 }
 

@@ -1,0 +1,153 @@
+//! Ops of the patched burn-ndarray that the training step leans on, through burn's own
+//! tensor API: arg-max/min along a contiguous last axis (the fast path of every softmax's
+//! `max_dim`) against a plain scan and against the same values in a transposed layout,
+//! products with transposed operands (every backward pass, which multiplies such views
+//! without copying them) against plain sums, and elementwise ops split over the cores
+//! against unsplit ones.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use opdlm_tests::TestBackend;
+
+type B = TestBackend;
+
+/// Deterministic values in [-1, 1), with repeats (ties) when `levels` is small.
+fn values(len: usize, seed: u32, levels: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let h = (i as u32).wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503);
+            (h % levels) as f32 / levels as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
+}
+
+fn indices(t: Tensor<B, 2, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().to_vec().unwrap()
+}
+
+fn floats(t: Tensor<B, 2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+/// The index of the first largest (`max`) or smallest value of `row`; a NaN never wins
+/// unless it comes first (the scan compares with `>`/`<`, which a NaN always fails).
+fn scan(row: &[f32], max: bool) -> i64 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if (max && v > row[best]) || (!max && v < row[best]) {
+            best = i;
+        }
+    }
+    best as i64
+}
+
+#[test]
+fn arg_max_and_min_of_rows_match_a_scan_with_ties_and_nans() {
+    let (rows, cols) = (37, 1001);
+    let mut v = values(rows * cols, 7, 13);
+    v[0] = f32::NAN; // a NaN first: the answer stays 0
+    v[cols + 5] = f32::NAN; // a NaN inside a row: never chosen
+    v[2 * cols + cols - 1] = 5.0; // the maximum last
+    v[3 * cols..4 * cols].fill(0.25); // one value repeated: the first wins
+    let expected = |max: bool| -> Vec<i64> { v.chunks(cols).map(|row| scan(row, max)).collect() };
+    let t = tensor(v.clone(), [rows, cols]);
+    assert_eq!(indices(t.clone().argmax(1)), expected(true));
+    assert_eq!(indices(t.clone().argmin(1)), expected(false));
+    // The same rows as columns of a transposed tensor go through the strided path.
+    let transposed = tensor(v.clone(), [rows, cols]).transpose();
+    assert_eq!(indices(transposed.clone().argmax(0)), expected(true));
+    assert_eq!(indices(transposed.argmin(0)), expected(false));
+    // `max_dim` (every softmax) picks the values at those indices.
+    let maxima = floats(t.max_dim(1));
+    for (r, &m) in maxima.iter().enumerate() {
+        let at = v[r * cols + expected(true)[r] as usize];
+        assert!(m == at || (m.is_nan() && at.is_nan()), "row {r}: {m} against {at}");
+    }
+}
+
+/// `a · b` summed in f64, `a` `[m, k]`, `b` `[k, n]`, both row-major.
+fn plain_product(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            let sum: f64 = (0..k).map(|i| f64::from(a[r * k + i]) * f64::from(b[i * n + j])).sum();
+            out[r * n + j] = sum as f32;
+        }
+    }
+    out
+}
+
+/// Row-major `[cols, rows]` values of the row-major `[rows, cols]` `values`.
+fn transpose_values(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| values[r * cols + c])).collect()
+}
+
+#[test]
+fn products_with_transposed_operands_match_plain_sums() {
+    // Above and below the few-rows kernel's 16 rows, and large enough for gemm's threads.
+    for (m, k, n) in [(3, 40, 33), (47, 300, 129), (200, 257, 190)] {
+        let (a, b) = (values(m * k, 1, 2001), values(k * n, 2, 2001));
+        let (a_t, b_t) = (transpose_values(&a, m, k), transpose_values(&b, k, n));
+        let expected = plain_product(&a, &b, m, k, n);
+        let cases = [
+            ("row-major", tensor(a.clone(), [m, k]), tensor(b.clone(), [k, n])),
+            ("lhs transposed", tensor(a_t.clone(), [k, m]).transpose(), tensor(b.clone(), [k, n])),
+            ("rhs transposed", tensor(a.clone(), [m, k]), tensor(b_t.clone(), [n, k]).transpose()),
+            ("both transposed", tensor(a_t, [k, m]).transpose(), tensor(b_t, [n, k]).transpose()),
+        ];
+        for (what, lhs, rhs) in cases {
+            let got = floats(lhs.matmul(rhs));
+            let worst = got
+                .iter()
+                .zip(&expected)
+                .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{m}×{k}×{n}, {what}: relative error {worst}");
+        }
+    }
+}
+
+/// `op` of `a` (and `b`) on the whole tensors against `op` of 1 000-element pieces, each too
+/// small to be split over the cores.
+fn whole_equals_pieces(
+    what: &str,
+    a: &[f32],
+    b: &[f32],
+    op: impl Fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
+) {
+    let piece = 1000;
+    let cols = a.len() / piece;
+    let whole = floats(op(tensor(a.to_vec(), [piece, cols]), tensor(b.to_vec(), [piece, cols])));
+    let pieces: Vec<f32> = a
+        .chunks(cols)
+        .zip(b.chunks(cols))
+        .flat_map(|(x, y)| floats(op(tensor(x.to_vec(), [1, cols]), tensor(y.to_vec(), [1, cols]))))
+        .collect();
+    let same = whole.iter().zip(&pieces).all(|(x, y)| x.to_bits() == y.to_bits());
+    assert!(same, "{what}: the split pass differs from the pieces");
+}
+
+#[test]
+fn elementwise_ops_split_over_the_cores_give_the_bits_of_unsplit_ones() {
+    let len = 1000 * 301; // above the split threshold (2^16), not a multiple of 64
+    let a: Vec<f32> = values(len, 3, 2001).iter().map(|v| v * 8.0).collect();
+    let b: Vec<f32> = values(len, 4, 1999).iter().map(|v| v + 1.5).collect();
+    whole_equals_pieces("add", &a, &b, |x, y| x + y);
+    whole_equals_pieces("mul", &a, &b, |x, y| x * y);
+    whole_equals_pieces("sub, rhs shared", &a, &b, |x, y| x - y.clone() + y * 0.0);
+    whole_equals_pieces("div", &a, &b, |x, y| x / y);
+    whole_equals_pieces("mul_scalar", &a, &b, |x, _| x * 0.37);
+    whole_equals_pieces("div_scalar, shared", &a, &b, |x, _| {
+        let kept = x.clone();
+        (x / 3.0) + kept * 0.0
+    });
+    whole_equals_pieces("exp", &a, &b, |x, _| x.exp());
+    whole_equals_pieces("exp, shared", &a, &b, |x, _| x.clone().exp() + x * 0.0);
+    whole_equals_pieces("log", &a, &b, |_, y| y.log());
+    whole_equals_pieces("sqrt", &a, &b, |_, y| y.sqrt());
+    whole_equals_pieces("sigmoid", &a, &b, |x, _| burn::tensor::activation::sigmoid(x));
+}
