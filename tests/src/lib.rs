@@ -82,6 +82,25 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// `x · w` summed in f64 (an independent reference for the backend's products), `x`
+/// `[m, k]` and `w` `[k, n]`, both row-major.
+pub fn plain_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            let sum: f64 = (0..k).map(|i| f64::from(x[r * k + i]) * f64::from(w[i * n + j])).sum();
+            out[r * n + j] = sum as f32;
+        }
+    }
+    out
+}
+
+/// Largest |a − b| relative to 1 + |b|.
+pub fn worst_relative(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0, f32::max)
+}
+
 /// A copy of a tiny fixture model in a fresh directory, with a word-level tokenizer over
 /// its 96 ids (`t0` … `t95`; `t2` is the EOS of its config) so it can be trained and
 /// decoded like a real checkpoint.

@@ -7,7 +7,7 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use opdlm_tests::TestBackend;
+use opdlm_tests::{plain_product, worst_relative, TestBackend};
 
 type B = TestBackend;
 
@@ -69,18 +69,6 @@ fn arg_max_and_min_of_rows_match_a_scan_with_ties_and_nans() {
     }
 }
 
-/// `a · b` summed in f64, `a` `[m, k]`, `b` `[k, n]`, both row-major.
-fn plain_product(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; m * n];
-    for r in 0..m {
-        for j in 0..n {
-            let sum: f64 = (0..k).map(|i| f64::from(a[r * k + i]) * f64::from(b[i * n + j])).sum();
-            out[r * n + j] = sum as f32;
-        }
-    }
-    out
-}
-
 /// Row-major `[cols, rows]` values of the row-major `[rows, cols]` `values`.
 fn transpose_values(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols).flat_map(|c| (0..rows).map(move |r| values[r * cols + c])).collect()
@@ -101,11 +89,7 @@ fn products_with_transposed_operands_match_plain_sums() {
         ];
         for (what, lhs, rhs) in cases {
             let got = floats(lhs.matmul(rhs));
-            let worst = got
-                .iter()
-                .zip(&expected)
-                .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-                .fold(0.0f32, f32::max);
+            let worst = worst_relative(&got, &expected);
             assert!(worst < 1e-5, "{m}×{k}×{n}, {what}: relative error {worst}");
         }
     }

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use opdlm_model::quant::{q8_scheme, quantize_q8};
 use opdlm_model::{load_pretrained, Pretrained, WeightFormat};
-use opdlm_tests::{argmax, logits_rows, smollm2_gguf, TestBackend};
+use opdlm_tests::{argmax, logits_rows, plain_product, smollm2_gguf, worst_relative, TestBackend};
 
 type B = TestBackend;
 
@@ -23,24 +23,6 @@ fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<B, 2> {
 
 fn to_vec(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-/// `x · w` summed in f64, `x` `[m, k]`, `w` `[k, n]`.
-fn plain_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; m * n];
-    for r in 0..m {
-        for j in 0..n {
-            let sum: f64 = (0..k).map(|i| f64::from(x[r * k + i]) * f64::from(w[i * n + j])).sum();
-            out[r * n + j] = sum as f32;
-        }
-    }
-    out
-}
-
-/// Largest |a − b| relative to 1 + |b|.
-fn worst_relative(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0, f32::max)
 }
 
 #[test]
