@@ -27,7 +27,7 @@ fn to_vec(t: Tensor<B, 2>) -> Vec<f32> {
 
 #[test]
 fn few_row_f32_products_match_plain_sums_for_odd_shapes() {
-    // m ≤ 16 takes the few-rows kernel; 17 and 40 rows take gemm (the same answer).
+    // m ≤ 64 takes the few-rows kernel; 65 and 100 rows take gemm (the same answer).
     for (m, k, n) in [
         (1, 7, 5),
         (3, 33, 31),
@@ -36,6 +36,9 @@ fn few_row_f32_products_match_plain_sums_for_odd_shapes() {
         (16, 40, 96),
         (17, 9, 33),
         (40, 64, 64),
+        (64, 130, 97),
+        (65, 9, 33),
+        (100, 70, 40),
     ] {
         let (x, w) = (values(m * k, 1), values(k * n, 2));
         let got = to_vec(tensor(x.clone(), [m, k]).matmul(tensor(w.clone(), [k, n])));
@@ -44,14 +47,62 @@ fn few_row_f32_products_match_plain_sums_for_odd_shapes() {
     }
 }
 
+/// `x · w` as the few-rows kernel promises to compute it: each output one chain of fused
+/// multiply-adds in the order of `k`, starting from zero (plain multiply-adds on a CPU
+/// without FMA, where the kernel has none either).
+fn fma_chain_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    let fma = std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fma = false;
+    let mut out = vec![0.0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            out[r * n + j] = (0..k).fold(0.0f32, |acc, i| {
+                let (a, b) = (x[r * k + i], w[i * n + j]);
+                if fma {
+                    a.mul_add(b, acc)
+                } else {
+                    acc + a * b
+                }
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn few_row_f32_products_are_chains_of_fused_multiply_adds_bit_for_bit() {
+    // Every group size (1–6 rows at a time on AVX-512, and several groups), tiles cut
+    // short by odd widths, `k` over several chunks of weight rows, and weight matrices that
+    // start anywhere in their buffer (a row slice of a larger matrix): the kernel cuts its
+    // tiles at cache lines, which must not change a bit.
+    for (m, k, n) in
+        [(1, 5, 3), (2, 64, 17), (6, 65, 64), (7, 200, 130), (13, 129, 250), (64, 300, 97)]
+    {
+        for skipped_rows in [0, 1, 3] {
+            let x = values(m * k, 5);
+            let w_all = values((k + skipped_rows) * n, 6);
+            let w = tensor(w_all.clone(), [k + skipped_rows, n])
+                .slice([skipped_rows..k + skipped_rows, 0..n]);
+            let got = to_vec(tensor(x.clone(), [m, k]).matmul(w));
+            let expected = fma_chain_product(&x, &w_all[skipped_rows * n..], m, k, n);
+            assert!(
+                got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{m}×{k}×{n} (weights from row {skipped_rows}): not the chain's bits"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_row_has_the_same_bits_alone_and_among_others() {
-    let (k, n) = (256, 160);
-    let (x, w) = (values(7 * k, 3), values(k * n, 4));
+    let (m, k, n) = (40, 256, 160);
+    let (x, w) = (values(m * k, 3), values(k * n, 4));
     let w = tensor(w, [k, n]);
     for weight in [w.clone(), quantize_q8(w)] {
-        let all = to_vec(tensor(x.clone(), [7, k]).matmul(weight.clone()));
-        for r in 0..7 {
+        let all = to_vec(tensor(x.clone(), [m, k]).matmul(weight.clone()));
+        for r in 0..m {
             let alone =
                 to_vec(tensor(x[r * k..(r + 1) * k].to_vec(), [1, k]).matmul(weight.clone()));
             assert_eq!(alone, all[r * n..(r + 1) * n], "row {r}");
