@@ -95,6 +95,48 @@ fn products_with_transposed_operands_match_plain_sums() {
     }
 }
 
+#[test]
+fn batched_products_of_strided_views_match_plain_sums() {
+    // Attention multiplies `[batch, heads, rows, dim]` views: keys transposed (`q · kᵀ`),
+    // and a cache whose buffer is longer than what is attended (a slice of its positions).
+    // Their batch axes merge into one without a copy, and gemm reads the strides.
+    let (batch, heads, rows, dim, cached, used) = (3, 4, 5, 16, 37, 29);
+    let device = Default::default();
+    let q = values(batch * heads * rows * dim, 5, 2001);
+    let cache = values(batch * heads * cached * dim, 6, 1999);
+    let q_t =
+        Tensor::<B, 4>::from_data(TensorData::new(q.clone(), [batch, heads, rows, dim]), &device);
+    let cache_t = Tensor::<B, 4>::from_data(
+        TensorData::new(cache.clone(), [batch, heads, cached, dim]),
+        &device,
+    );
+    let keys = cache_t.slice([0..batch, 0..heads, 0..used, 0..dim]);
+    let scores = q_t.matmul(keys.clone().swap_dims(2, 3));
+    let weights = values(batch * heads * rows * used, 7, 2001);
+    let weights_t = Tensor::<B, 4>::from_data(
+        TensorData::new(weights.clone(), [batch, heads, rows, used]),
+        &device,
+    );
+    let mixed = weights_t.matmul(keys);
+    let (scores, mixed) =
+        (scores.into_data().to_vec::<f32>().unwrap(), mixed.into_data().to_vec::<f32>().unwrap());
+    for b in 0..batch * heads {
+        let keys: Vec<f32> = cache[b * cached * dim..(b * cached + used) * dim].to_vec();
+        let keys_t: Vec<f32> = (0..dim)
+            .flat_map(|d| (0..used).map(move |u| (u, d)))
+            .map(|(u, d)| keys[u * dim + d])
+            .collect();
+        let q = &q[b * rows * dim..(b + 1) * rows * dim];
+        let expected = plain_product(q, &keys_t, rows, dim, used);
+        let worst = worst_relative(&scores[b * rows * used..(b + 1) * rows * used], &expected);
+        assert!(worst < 1e-5, "q · kᵀ, matrix {b}: relative error {worst}");
+        let w = &weights[b * rows * used..(b + 1) * rows * used];
+        let expected = plain_product(w, &keys, rows, used, dim);
+        let worst = worst_relative(&mixed[b * rows * dim..(b + 1) * rows * dim], &expected);
+        assert!(worst < 1e-5, "weights · values, matrix {b}: relative error {worst}");
+    }
+}
+
 /// `op` of `a` (and `b`) on the whole tensors against `op` of 1 000-element pieces, each too
 /// small to be split over the cores.
 fn whole_equals_pieces(
