@@ -2,8 +2,9 @@
 //! tensor API: arg-max/min along a contiguous last axis (the fast path of every softmax's
 //! `max_dim`) against a plain scan and against the same values in a transposed layout,
 //! products with transposed operands (every backward pass, which multiplies such views
-//! without copying them) against plain sums, and elementwise ops split over the cores
-//! against unsplit ones.
+//! without copying them) against plain sums, elementwise ops split over the cores against
+//! unsplit ones, and `cat` of row-major tensors (copied run by run) against `cat` of
+//! strided ones (ndarray's element-by-element path).
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -98,8 +99,8 @@ fn products_with_transposed_operands_match_plain_sums() {
 #[test]
 fn batched_products_of_strided_views_match_plain_sums() {
     // Attention multiplies `[batch, heads, rows, dim]` views: keys transposed (`q · kᵀ`),
-    // and a cache whose buffer is longer than what is attended (a slice of its positions).
-    // Their batch axes merge into one without a copy, and gemm reads the strides.
+    // and slices of a longer tensor. `matmul` takes such operands as batches of matrices
+    // whatever their strides.
     let (batch, heads, rows, dim, cached, used) = (3, 4, 5, 16, 37, 29);
     let device = Default::default();
     let q = values(batch * heads * rows * dim, 5, 2001);
@@ -176,4 +177,36 @@ fn elementwise_ops_split_over_the_cores_give_the_bits_of_unsplit_ones() {
     whole_equals_pieces("log", &a, &b, |_, y| y.log());
     whole_equals_pieces("sqrt", &a, &b, |_, y| y.sqrt());
     whole_equals_pieces("sigmoid", &a, &b, |x, _| burn::tensor::activation::sigmoid(x));
+}
+
+/// `t` with the same values in a non-row-major layout: its last two axes stored swapped.
+fn strided_copy(t: Tensor<B, 4>) -> Tensor<B, 4> {
+    let swapped = t.swap_dims(2, 3).into_data();
+    Tensor::<B, 4>::from_data(swapped, &Default::default()).swap_dims(2, 3)
+}
+
+#[test]
+fn cat_of_row_major_tensors_equals_cat_of_strided_ones_along_every_axis() {
+    let device = Default::default();
+    let shape = |d: usize, len: usize| {
+        let mut s = [2, 3, 5, 4];
+        s[d] = len;
+        s
+    };
+    for dim in 0..4 {
+        let parts: Vec<Tensor<B, 4>> = [1, 3, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let s = shape(dim, len);
+                let n = s.iter().product();
+                Tensor::from_data(TensorData::new(values(n, 10 + i as u32, 2001), s), &device)
+            })
+            .collect();
+        let strided: Vec<Tensor<B, 4>> = parts.iter().cloned().map(strided_copy).collect();
+        let fast = Tensor::cat(parts, dim).into_data();
+        let reference = Tensor::cat(strided, dim).into_data();
+        assert_eq!(fast.shape, reference.shape, "dim {dim}");
+        assert_eq!(fast.to_vec::<f32>().unwrap(), reference.to_vec::<f32>().unwrap(), "dim {dim}");
+    }
 }
