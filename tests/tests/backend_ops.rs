@@ -123,10 +123,7 @@ fn batched_products_of_strided_views_match_plain_sums() {
         (scores.into_data().to_vec::<f32>().unwrap(), mixed.into_data().to_vec::<f32>().unwrap());
     for b in 0..batch * heads {
         let keys: Vec<f32> = cache[b * cached * dim..(b * cached + used) * dim].to_vec();
-        let keys_t: Vec<f32> = (0..dim)
-            .flat_map(|d| (0..used).map(move |u| (u, d)))
-            .map(|(u, d)| keys[u * dim + d])
-            .collect();
+        let keys_t = transpose_values(&keys, used, dim);
         let q = &q[b * rows * dim..(b + 1) * rows * dim];
         let expected = plain_product(q, &keys_t, rows, dim, used);
         let worst = worst_relative(&scores[b * rows * used..(b + 1) * rows * used], &expected);

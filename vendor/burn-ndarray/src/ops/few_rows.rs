@@ -1,5 +1,5 @@
 //! Products of a few activation rows (decoding: 1 row per sequence; block diffusion: a
-//! block of 4–16 slots per sequence, up to 64 rows in all) with an f32 weight matrix
+//! block of 4–16 slots per sequence, up to [`max_rows`] in all) with an f32 weight matrix
 //! `[k, n]` stored row-major (the Q8 kernel is in `q8_rows`, and shares the split over
 //! threads defined here).
 //!
@@ -22,6 +22,19 @@ const TILE: usize = 32;
 pub(crate) const ROWS_AT_ONCE: usize = 4;
 /// Below this many weights one thread is faster than waking the pool.
 const PARALLEL_MIN_WEIGHTS: usize = 1 << 15;
+
+/// Up to this many activation rows (over all batches of the left operand) `matmul` sends
+/// here. On AVX-512, 64: a training rollout decodes 8 sequences' blocks of 4 (32 rows), and
+/// at 64 rows the kernel was still faster than gemm on SmolLM2's shapes (`[576, 1536]`:
+/// 0.43–0.46 ms against 0.50). Elsewhere 16: the compiler-vectorised kernel reads the
+/// weights again for every 4 rows, and was not measured against gemm above 16.
+pub(crate) fn max_rows() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return 64;
+    }
+    16
+}
 
 /// f32 weights `[k, n]`, row-major.
 pub(crate) struct F32Rows<'a> {

@@ -29,7 +29,7 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let num_out_batches = out_shape.num_elements() / out_mat_size;
 
     // A few rows against one weight matrix (decoding, blocks): see `few_rows`.
-    if num_r_batches == 1 && num_l_batches * m <= few_rows_max() {
+    if num_r_batches == 1 && num_l_batches * m <= super::few_rows::max_rows() {
         if let Some(out) = few_rows_f32(&lhs, &rhs, num_l_batches * m, k, n) {
             return NdArrayOps::reshape(out, out_shape);
         }
@@ -111,19 +111,6 @@ fn batched_matrices<E: NdArrayElement>(
         return array.insert_axis(ndarray::Axis(0));
     }
     NdArrayOps::reshape(array, Shape::new([batches, rows, cols]))
-}
-
-/// Up to this many rows (over all batches of the left operand) go through `few_rows`. On
-/// AVX-512, 64: a training rollout decodes 8 sequences' blocks of 4 (32 rows), and at 64
-/// rows the kernel was still faster than gemm on SmolLM2's shapes (`[576, 1536]`: 0.43–0.46
-/// ms against 0.50). Elsewhere 16: the compiler-vectorised kernel reads the weights again
-/// for every 4 rows, and was not measured against gemm above 16.
-fn few_rows_max() -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        return 64;
-    }
-    16
 }
 
 /// `lhs · rhs` through the few-rows kernel, when both are f32 and contiguous.
