@@ -3,8 +3,9 @@
 //! `max_dim`) against a plain scan and against the same values in a transposed layout,
 //! products with transposed operands (every backward pass, which multiplies such views
 //! without copying them) against plain sums, elementwise ops split over the cores against
-//! unsplit ones, and `cat` of row-major tensors (copied run by run) against `cat` of
-//! strided ones (ndarray's element-by-element path).
+//! unsplit ones, `cat` of row-major tensors (copied run by run) against `cat` of
+//! strided ones (ndarray's element-by-element path), products whose outputs are not zeroed
+//! before they are written, filled tensors, and reads of tensors another handle holds.
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -206,4 +207,79 @@ fn cat_of_row_major_tensors_equals_cat_of_strided_ones_along_every_axis() {
         assert_eq!(fast.shape, reference.shape, "dim {dim}");
         assert_eq!(fast.to_vec::<f32>().unwrap(), reference.to_vec::<f32>().unwrap(), "dim {dim}");
     }
+}
+
+/// Leaves freed memory of `len` floats full of NaNs, so that an output allocated next
+/// and not written whole shows it.
+fn poison_freed_memory(len: usize) {
+    let poison = Tensor::<B, 1>::full([len], f32::NAN, &Default::default());
+    drop(floats(poison.reshape([1, len])));
+}
+
+#[test]
+fn products_write_every_output_though_it_is_not_zeroed_first() {
+    // gemm's outputs are not zeroed before it writes them: each matrix of a batched
+    // product (split over the threads) and a single one (split inside gemm) written whole.
+    let device = Default::default();
+    let (batch, m, k, n) = (6, 90, 70, 80);
+    poison_freed_memory(batch * m * n);
+    let (a, b) = (values(batch * m * k, 8, 2001), values(batch * k * n, 9, 1999));
+    let lhs = Tensor::<B, 3>::from_data(TensorData::new(a.clone(), [batch, m, k]), &device);
+    let rhs = Tensor::<B, 3>::from_data(TensorData::new(b.clone(), [batch, k, n]), &device);
+    let got = lhs.matmul(rhs).into_data().to_vec::<f32>().unwrap();
+    for i in 0..batch {
+        let expected =
+            plain_product(&a[i * m * k..(i + 1) * m * k], &b[i * k * n..(i + 1) * k * n], m, k, n);
+        let worst = worst_relative(&got[i * m * n..(i + 1) * m * n], &expected);
+        assert!(worst < 1e-5, "matrix {i}: relative error {worst}");
+    }
+    let (m, k, n) = (300, 200, 250);
+    let (a, b) = (values(m * k, 10, 2001), values(k * n, 11, 1999));
+    poison_freed_memory(m * n);
+    let got = floats(tensor(a.clone(), [m, k]).matmul(tensor(b.clone(), [k, n])));
+    let worst = worst_relative(&got, &plain_product(&a, &b, m, k, n));
+    assert!(worst < 1e-5, "one matrix: relative error {worst}");
+}
+
+#[test]
+fn integer_products_equal_plain_sums() {
+    // Integers take ndarray's product (not gemm), into an output zeroed first.
+    let (m, k, n) = (5, 7, 3);
+    let a: Vec<i64> = (0..m * k).map(|i| (i as i64 * 7) % 11 - 5).collect();
+    let b: Vec<i64> = (0..k * n).map(|i| (i as i64 * 5) % 13 - 6).collect();
+    let device = Default::default();
+    let lhs = Tensor::<B, 2, Int>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+    let rhs = Tensor::<B, 2, Int>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+    let expected: Vec<i64> =
+        (0..m * n).map(|o| (0..k).map(|i| a[o / n * k + i] * b[i * n + o % n]).sum()).collect();
+    assert_eq!(indices(lhs.matmul(rhs)), expected);
+}
+
+#[test]
+fn filled_tensors_hold_their_value_in_every_element() {
+    let device = Default::default();
+    let shape = [37, 129];
+    let len = shape[0] * shape[1];
+    poison_freed_memory(len);
+    assert_eq!(floats(Tensor::<B, 2>::zeros(shape, &device)), vec![0.0; len]);
+    assert_eq!(floats(Tensor::<B, 2>::ones(shape, &device)), vec![1.0; len]);
+    assert_eq!(floats(Tensor::<B, 2>::full(shape, -2.5, &device)), vec![-2.5; len]);
+    let wide = Tensor::<B, 2>::ones(shape, (&device, burn::tensor::DType::F64));
+    assert_eq!(wide.dtype(), burn::tensor::DType::F64);
+    assert_eq!(wide.into_data().to_vec::<f64>().unwrap(), vec![1.0; len]);
+}
+
+#[test]
+fn a_tensor_still_held_elsewhere_reads_back_its_values_in_row_major_order() {
+    // Reading a tensor that another handle still holds copies it; row-major ones as one
+    // slice, others element by element in row-major order.
+    let (rows, cols) = (23, 41);
+    let v = values(rows * cols, 11, 2001);
+    let t = tensor(v.clone(), [rows, cols]);
+    let held = t.clone();
+    assert_eq!(floats(t.clone()), v, "row-major");
+    assert_eq!(floats(t.clone().transpose()), transpose_values(&v, rows, cols), "transposed");
+    let sliced: Vec<f32> = v.chunks(cols).skip(2).take(5).flat_map(|r| r[3..20].to_vec()).collect();
+    assert_eq!(floats(t.slice([2..7, 3..20])), sliced, "sliced");
+    assert_eq!(floats(held), v, "the other handle");
 }

@@ -227,10 +227,10 @@ impl Loss {
         teacher: &Transformer<B>,
         examples: &[Example],
         mask_id: u32,
-    ) -> Option<Tensor<B, 2>> {
-        if self.targets == Targets::HardLabels {
+    ) -> Option<TeacherTargets<B>> {
+        let Targets::Teacher { divergence, top_k } = self.targets else {
             return None;
-        }
+        };
         let used: Vec<&Example> = examples.iter().filter(|e| e.has_loss()).collect();
         if used.is_empty() {
             return None;
@@ -248,7 +248,8 @@ impl Loss {
         let ids = padded_token_ids::<B>(&sequences, len, mask_id, &device);
         let hidden = teacher.hidden(ids, &layout, None);
         let logits = rows_logits(teacher, hidden, &rows);
-        Some(log_probs(logits, teacher.config().vocab_size, mask_id).detach())
+        let log_probs = log_probs(logits, teacher.config().vocab_size, mask_id).detach();
+        Some(TeacherTargets::new(log_probs, divergence, top_k))
     }
 
     /// The denominator of the objective's recipe (see [`Normalisation`]) over `examples`:
@@ -273,7 +274,7 @@ impl Loss {
     pub fn batch_loss<B: Backend>(
         &self,
         student: &Transformer<B>,
-        teacher: Option<Tensor<B, 2>>,
+        teacher: Option<TeacherTargets<B>>,
         examples: &[Example],
         denominator: f64,
         (block_size, mask_id): (usize, u32),
@@ -306,11 +307,11 @@ impl Loss {
                 let labels = TensorData::new(packed.labels, [slots]);
                 cross_entropy(student_lp, Tensor::from_data(labels, &device))
             }
-            Targets::Teacher { divergence: kind, top_k } => {
+            Targets::Teacher { divergence: kind, .. } => {
                 let teacher = teacher.expect("teacher targets are computed for teacher objectives");
                 let order = TensorData::new(packed.teacher_order, [slots]);
                 let order = Tensor::<B, 1, Int>::from_data(order, &device);
-                divergence(teacher.select(0, order), student_lp, kind, top_k)
+                divergence(teacher.select(order), student_lp, kind)
             }
         };
         let coefficients = TensorData::new(packed.coefficients, [slots]);
@@ -556,24 +557,77 @@ fn log_probs<B: Backend>(logits: Tensor<B, 2>, vocab: usize, mask_id: u32) -> Te
     log_softmax(exclude_tokens(logits, vocab, &[mask_id]), 1)
 }
 
-/// Per-slot divergence `[n]` between teacher and student log-probabilities (`[n, V]`).
-/// With `top_k`, forward KL is summed over the teacher's `k` most likely tokens only,
-/// with their probabilities left unrenormalised (as the reference does at 4B/8B).
+/// The teacher's targets for a batch's loss slots, one row per slot.
+#[derive(Debug, Clone)]
+pub enum TeacherTargets<B: Backend> {
+    /// Log-probabilities over the whole vocabulary, `[slots, V]`.
+    Full(Tensor<B, 2>),
+    /// Forward KL's targets with a teacher top-k: the log-probabilities of each slot's `k`
+    /// most likely tokens `[slots, k]`, in decreasing order, and their ids. Chosen once, in
+    /// the teacher's pass, so the vocabulary-wide log-probabilities are freed before the
+    /// student's pass instead of being reordered and scanned during it.
+    TopK {
+        /// The `k` largest log-probabilities of each slot, unrenormalised.
+        log_probs: Tensor<B, 2>,
+        /// Their token ids.
+        ids: Tensor<B, 2, Int>,
+    },
+}
+
+impl<B: Backend> TeacherTargets<B> {
+    /// What `divergence` reads of the teacher's log-probabilities `[slots, V]`: the top
+    /// `k` only for forward KL with `top_k` (the configuration allows it nowhere else).
+    pub fn new(log_probs: Tensor<B, 2>, divergence: Divergence, top_k: Option<usize>) -> Self {
+        match (divergence, top_k) {
+            (Divergence::ForwardKl, Some(k)) => {
+                let (log_probs, ids) = largest_k(log_probs, k);
+                Self::TopK { log_probs, ids }
+            }
+            _ => Self::Full(log_probs),
+        }
+    }
+
+    /// The log-probabilities held: the whole vocabulary's, or the top `k`'s.
+    pub fn log_probs(&self) -> &Tensor<B, 2> {
+        match self {
+            Self::Full(log_probs) | Self::TopK { log_probs, .. } => log_probs,
+        }
+    }
+
+    /// The rows `order` names, in that order.
+    fn select(self, order: Tensor<B, 1, Int>) -> Self {
+        match self {
+            Self::Full(log_probs) => Self::Full(log_probs.select(0, order)),
+            Self::TopK { log_probs, ids } => Self::TopK {
+                log_probs: log_probs.select(0, order.clone()),
+                ids: ids.select(0, order),
+            },
+        }
+    }
+}
+
+/// Per-slot divergence `[n]` between the teacher's targets and the student's
+/// log-probabilities (`[n, V]`). Top-k targets are forward KL summed over the teacher's `k`
+/// most likely tokens only, with their probabilities left unrenormalised (as the reference
+/// does at 4B/8B).
 fn divergence<B: Backend>(
-    teacher: Tensor<B, 2>,
+    teacher: TeacherTargets<B>,
     student: Tensor<B, 2>,
     kind: Divergence,
-    top_k: Option<usize>,
 ) -> Tensor<B, 1> {
-    match (kind, top_k) {
-        (Divergence::ForwardKl, Some(k)) => {
-            let (teacher_top, ids) = largest_k(teacher, k);
+    let teacher = match teacher {
+        TeacherTargets::TopK { log_probs: teacher_top, ids } => {
             let student_top = student.gather(1, ids);
-            (teacher_top.clone().exp() * (teacher_top - student_top)).sum_dim(1).squeeze_dim(1)
+            return (teacher_top.clone().exp() * (teacher_top - student_top))
+                .sum_dim(1)
+                .squeeze_dim(1);
         }
-        (Divergence::ForwardKl, None) => kl(teacher, student),
-        (Divergence::ReverseKl, _) => kl(student, teacher),
-        (Divergence::Jsd, _) => {
+        TeacherTargets::Full(teacher) => teacher,
+    };
+    match kind {
+        Divergence::ForwardKl => kl(teacher, student),
+        Divergence::ReverseKl => kl(student, teacher),
+        Divergence::Jsd => {
             let mixture =
                 ((teacher.clone().exp() + student.clone().exp()) * 0.5).clamp_min(1e-30).log();
             (kl(teacher, mixture.clone()) + kl(student, mixture)) * 0.5

@@ -202,7 +202,10 @@ impl<B: Backend> Distiller<B> {
         let (examples, stats) = made?;
         let rollout_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let targets = s.loss.teacher_targets(teacher, &examples, s.mask_id).map(sync);
+        let targets = s.loss.teacher_targets(teacher, &examples, s.mask_id);
+        if let Some(targets) = &targets {
+            sync(targets.log_probs().clone());
+        }
         let teacher_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let slots = (s.rollout.block_size, s.mask_id);

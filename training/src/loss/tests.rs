@@ -53,12 +53,18 @@ fn losses_and_gradients_match_pytorch_to_1e_5() {
         let student = log_probs(student_logits.clone(), vocab, fixture.mask_id);
         let teacher = log_probs(matrix(&fixture.teacher_logits).detach(), vocab, fixture.mask_id);
         let per_slot = match name.as_str() {
-            "forward_kl" => divergence(teacher, student, Divergence::ForwardKl, None),
-            "forward_kl_topk" => {
-                divergence(teacher, student, Divergence::ForwardKl, Some(fixture.top_k))
+            "forward_kl" => {
+                divergence(TeacherTargets::Full(teacher), student, Divergence::ForwardKl)
             }
-            "reverse_kl" => divergence(teacher, student, Divergence::ReverseKl, None),
-            "jsd" => divergence(teacher, student, Divergence::Jsd, None),
+            "forward_kl_topk" => {
+                let top_k =
+                    TeacherTargets::new(teacher, Divergence::ForwardKl, Some(fixture.top_k));
+                divergence(top_k, student, Divergence::ForwardKl)
+            }
+            "reverse_kl" => {
+                divergence(TeacherTargets::Full(teacher), student, Divergence::ReverseKl)
+            }
+            "jsd" => divergence(TeacherTargets::Full(teacher), student, Divergence::Jsd),
             "cross_entropy" => {
                 let labels = TensorData::new(fixture.labels.clone(), [n]);
                 cross_entropy(student, Tensor::from_data(labels, &device))
@@ -173,7 +179,8 @@ fn example_loss(
             )
         }
         Targets::Teacher { divergence: kind, top_k } => {
-            divergence(teacher.expect("teacher targets"), student_lp, kind, top_k)
+            let teacher = TeacherTargets::new(teacher.expect("teacher targets"), kind, top_k);
+            divergence(teacher, student_lp, kind)
         }
     };
     let total = weights.clone().sum().into_scalar();
@@ -208,8 +215,11 @@ fn batched_loss_equals_the_mean_of_per_example_losses() {
         },
     ];
     let response_tokens: usize = examples.iter().map(|e| e.response_len).sum();
-    for objective in [Objective::Opdlm, Objective::Bd3lm] {
-        let loss = Loss::new(objective, StateSelection::PerBlock, Divergence::ForwardKl, None);
+    // Top-k targets are chosen in the teacher's pass, then reordered to the packed slots.
+    for (objective, top_k) in
+        [(Objective::Opdlm, None), (Objective::Opdlm, Some(3)), (Objective::Bd3lm, None)]
+    {
+        let loss = Loss::new(objective, StateSelection::PerBlock, Divergence::ForwardKl, top_k);
         let per_example: Vec<(f32, f32)> = examples
             .iter()
             .filter(|e| e.has_loss())
@@ -238,7 +248,7 @@ fn batched_loss_equals_the_mean_of_per_example_losses() {
         let got = batch.value.into_scalar();
         assert!(
             (got - expected).abs() < 1e-5,
-            "{objective:?}: batched {got} vs per-example reference {expected}"
+            "{objective:?} top-k {top_k:?}: batched {got} vs per-example reference {expected}"
         );
     }
 }

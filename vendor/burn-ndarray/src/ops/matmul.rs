@@ -2,6 +2,7 @@ use crate::UnsafeSharedRef;
 use crate::{NdArrayElement, ShapeOps, SharedArray, iter_range_par, ops::NdArrayOps};
 
 use alloc::{vec, vec::Vec};
+use core::mem::MaybeUninit;
 use burn_backend::ElementConversion;
 use burn_backend::Shape;
 use ndarray::{IxDyn, s};
@@ -44,7 +45,9 @@ pub(crate) fn matmul<E: NdArrayElement>(
     // No `run_par!` around the products: `rayon::scope` moves the call onto a pool thread
     // and back, and that hand-off on every product made AR decoding 30 % slower.
     let out = {
-        let mut out_array = ndarray::Array3::<E>::zeros((num_out_batches, m, n));
+        // Not zeroed first (patch item 17): every element is written below, and zeroing a
+        // product's output (a vocabulary-wide logits array in training) cost a pass over it.
+        let mut out_array = ndarray::Array3::<E>::uninit((num_out_batches, m, n));
         let unsafe_shared_out_array = UnsafeSharedRef::new(&mut out_array);
 
         // The batch loop goes over the threads only when the whole product is worth waking
@@ -73,12 +76,13 @@ pub(crate) fn matmul<E: NdArrayElement>(
                     let threads_inside = num_out_batches == 1 && m * n * k >= GEMM_PARALLEL_MIN_OPS;
                     gemm_into(&lhs_slice, &rhs_slice, &mut out_slice, threads_inside);
                 } else {
+                    out_slice.fill(MaybeUninit::new(E::zero()));
                     ndarray::linalg::general_mat_mul(
                         alpha,
                         &lhs_slice,
                         &rhs_slice,
                         beta,
-                        &mut out_slice,
+                        &mut out_slice.assume_init(),
                     )
                 }
             }
@@ -91,7 +95,8 @@ pub(crate) fn matmul<E: NdArrayElement>(
             (0..num_out_batches).for_each(run_batch);
         }
 
-        out_array.into_shared().into_dyn()
+        // SAFETY: each output matrix was written whole by `gemm_into` or zeroed first.
+        unsafe { out_array.assume_init() }.into_shared().into_dyn()
     };
 
     NdArrayOps::reshape(out, out_shape)
@@ -155,12 +160,14 @@ fn gemm_supports<E: 'static>() -> bool {
 /// dedicated kernels for one-row (decoding) and small products; `matrixmultiply` packs the
 /// whole right-hand matrix on every call, which doubled the memory traffic of decoding.
 ///
+/// Writes every element of `out`, which may be uninitialised.
+///
 /// # Safety
 /// `E` must be one of the types [`gemm_supports`] accepts; `out` must not alias the inputs.
 unsafe fn gemm_into<E: NdArrayElement>(
     lhs: &ndarray::ArrayView2<'_, E>,
     rhs: &ndarray::ArrayView2<'_, E>,
-    out: &mut ndarray::ArrayViewMut2<'_, E>,
+    out: &mut ndarray::ArrayViewMut2<'_, MaybeUninit<E>>,
     threads_inside: bool,
 ) {
     let (m, k) = lhs.dim();
@@ -186,7 +193,7 @@ unsafe fn gemm_into<E: NdArrayElement>(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.as_mut_ptr().cast::<E>(),
             out_cs,
             out_rs,
             false,

@@ -95,6 +95,31 @@ where
         Self::float_zeros(shape, device, dtype)
     }
 
+    // Filled arrays are built in place (patch item 17): burn's default pushed the value
+    // element by element into a `TensorData` that was then converted. Autodiff's backward
+    // of every `sum_dim` and `mean_dim` multiplies the gradient by a `float_ones` of the
+    // input's shape: a vocabulary-wide array per log-softmax in a training step.
+    fn float_zeros(shape: Shape, device: &NdArrayDevice, dtype: FloatDType) -> FloatTensor<Self> {
+        Self::float_full(shape, 0.0.into(), device, dtype)
+    }
+
+    fn float_ones(shape: Shape, device: &NdArrayDevice, dtype: FloatDType) -> FloatTensor<Self> {
+        Self::float_full(shape, 1.0.into(), device, dtype)
+    }
+
+    fn float_full(
+        shape: Shape,
+        fill_value: Scalar,
+        _device: &NdArrayDevice,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        execute_with_float_out_dtype!(dtype, E, {
+            let array: SharedArray<E> =
+                ndarray::ArcArray::from_elem(ndarray::IxDyn(&shape), fill_value.elem::<E>());
+            NdArrayTensor::from(array)
+        })
+    }
+
     fn float_add(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!((lhs, rhs), NdArrayMathOps::add)
     }
