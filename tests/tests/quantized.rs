@@ -183,6 +183,53 @@ fn q8_products_match_dequantize_then_multiply() {
     }
 }
 
+/// The Q8 kernel's sums, computed here: per output and row, two 16-lane chains of fused
+/// multiply-adds (each block's first and second half) over the dequantized weights
+/// (`[k, n]`), their lane-wise sum, then the lanes added in halves until one is left
+/// (plain multiply-adds on a CPU without FMA, as in the kernel).
+fn q8_chain_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    let fma = std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fma = false;
+    let fma = |a: f32, b: f32, c: f32| if fma { a.mul_add(b, c) } else { a * b + c };
+    let mut out = vec![0.0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            let (mut lo, mut hi) = ([0.0f32; 16], [0.0f32; 16]);
+            for b in 0..k / 32 {
+                for t in 0..16 {
+                    let (i, i_hi) = (b * 32 + t, b * 32 + 16 + t);
+                    lo[t] = fma(x[r * k + i], w[i * n + j], lo[t]);
+                    hi[t] = fma(x[r * k + i_hi], w[i_hi * n + j], hi[t]);
+                }
+            }
+            let mut lanes: Vec<f32> = lo.iter().zip(&hi).map(|(a, b)| a + b).collect();
+            while lanes.len() > 1 {
+                let half = lanes.len() / 2;
+                lanes = (0..half).map(|t| lanes[t] + lanes[t + half]).collect();
+            }
+            out[r * n + j] = lanes[0];
+        }
+    }
+    out
+}
+
+#[test]
+fn q8_products_are_the_kernels_chains_bit_for_bit() {
+    // Every row count of a group (1-4), several groups, odd outputs (a last output without
+    // its pair): the vectorised kernel's sums, reductions included, are exactly these.
+    for (m, k, n) in [(1, 64, 7), (2, 96, 9), (3, 32, 16), (4, 160, 33), (7, 128, 21), (9, 64, 40)]
+    {
+        let (x, w) = (values(m * k, 13), values(k * n, 14));
+        let (quantized, dequantized) = q8_and_dequantized(w, k, n);
+        let got = to_vec(tensor(x.clone(), [m, k]).matmul(quantized));
+        let expected = q8_chain_product(&x, &dequantized, m, k, n);
+        let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{m}×{k}×{n}: not the chains' bits");
+    }
+}
+
 #[test]
 fn a_nan_activation_makes_its_row_nan_and_leaves_the_others() {
     // A kernel that rounded activations to integers would turn a NaN into 0.

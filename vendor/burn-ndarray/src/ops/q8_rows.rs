@@ -181,7 +181,7 @@ mod avx512 {
     use alloc::vec::Vec;
     use core::arch::x86_64::*;
 
-    use super::{HALF, PREFETCH_AHEAD, Q8_BLOCK, Q8Cols, ROWS_AT_ONCE, lane_sum, prefetch};
+    use super::{HALF, PREFETCH_AHEAD, Q8_BLOCK, Q8Cols, ROWS_AT_ONCE, prefetch};
 
     /// # Safety
     /// The CPU has AVX-512F; `w.values` holds `n · k` values, `w.scales` `n · k / 32` and
@@ -257,7 +257,7 @@ mod avx512 {
         let blocks = k / Q8_BLOCK;
         // SAFETY (the whole loop): the caller's CPU has AVX-512F (`outputs`), outputs
         // j..j + J < n, blocks b < k / 32, and rows r < R of x hold k values each.
-        let (lo, hi) = unsafe {
+        let lanes = unsafe {
             let zero = _mm512_setzero_ps();
             let mut lo = [[zero; R]; J];
             let mut hi = [[zero; R]; J];
@@ -280,17 +280,61 @@ mod avx512 {
                     }
                 }
             }
-            (lo, hi)
+            // Up to 8 (output, row) pairs (`R · J ≤ 8`), reduced together.
+            let mut lanes = [zero; 8];
+            for jj in 0..J {
+                for r in 0..R {
+                    lanes[jj * R + r] = _mm512_add_ps(lo[jj][r], hi[jj][r]);
+                }
+            }
+            lane_sums(lanes)
         };
         let mut sums = [[0.0f32; R]; J];
         for jj in 0..J {
             for r in 0..R {
-                let mut lanes = [0.0f32; HALF];
-                // SAFETY: 16 f32 lanes into a 16-f32 array, on a CPU with AVX-512F.
-                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_add_ps(lo[jj][r], hi[jj][r])) };
-                sums[jj][r] = lane_sum(lanes);
+                sums[jj][r] = lanes[jj * R + r];
             }
         }
         sums
+    }
+
+    /// [`lane_sum`](super::lane_sum) of each of 8 vectors at once: the same additions of the same lanes in
+    /// the same order (the halves added lane-wise until one lane is left), with several
+    /// vectors' lanes side by side in one register at each step instead of 8 stores and
+    /// 120 scalar additions. Addition is commutative, so which operand of each addition a
+    /// lane comes from does not change a bit.
+    #[inline(always)]
+    unsafe fn lane_sums(v: [__m512; 8]) -> [f32; 8] {
+        // SAFETY: register shuffles and additions, on a CPU with AVX-512F (the caller's).
+        unsafe {
+            // Lanes t and t + 8 of two vectors: [a0..7 | b0..7] + [a8..15 | b8..15].
+            let halves = |a: __m512, b: __m512| {
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+                )
+            };
+            let (ab, cd, ef, gh) = (halves(v[0], v[1]), halves(v[2], v[3]), halves(v[4], v[5]), halves(v[6], v[7]));
+            // Lanes t and t + 4 of each 8: 128-bit quarters 0 and 2 of both against 1 and 3.
+            let quarters = |p: __m512, q: __m512| {
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(p, q),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(p, q),
+                )
+            };
+            // [a b c d] and [e f g h], four lanes each, one vector per quarter.
+            let (abcd, efgh) = (quarters(ab, cd), quarters(ef, gh));
+            // Lanes t and t + 2 of each 4, within each quarter: [a0 a1 e0 e1 | b.. f.. | ..].
+            let pairs = _mm512_add_ps(
+                _mm512_shuffle_ps::<0b01_00_01_00>(abcd, efgh),
+                _mm512_shuffle_ps::<0b11_10_11_10>(abcd, efgh),
+            );
+            // Lanes t and t + 1: each even lane holds one vector's sum.
+            let sums = _mm512_add_ps(pairs, _mm512_shuffle_ps::<0b10_11_00_01>(pairs, pairs));
+            let mut out = [0.0f32; 16];
+            _mm512_storeu_ps(out.as_mut_ptr(), sums);
+            // Quarter i holds [a|b|c|d][i] at lane 0 and [e|f|g|h][i] at lane 2.
+            [out[0], out[4], out[8], out[12], out[2], out[6], out[10], out[14]]
+        }
     }
 }
