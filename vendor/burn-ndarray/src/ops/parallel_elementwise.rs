@@ -9,24 +9,28 @@
 //! against 19–21 GB/s). Each part writes its own contiguous range, so the results are the
 //! same bits however the buffer is split.
 
+#[cfg(feature = "multi-threads")]
 use super::spin_pool;
 
 /// Below this many elements one thread is faster than handing half to a helper.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 /// Parts start at multiples of this many elements (whole cache lines and vectors).
+#[cfg(feature = "multi-threads")]
 const ALIGN: usize = 64;
 
 /// Calls `part(from, to)` on contiguous ranges covering `0..len`: one per pool thread when
 /// `len` is worth splitting, else one range.
 pub(crate) fn for_each_range(len: usize, part: &(dyn Fn(usize, usize) + Sync)) {
     let threads = if len >= PARALLEL_MIN_ELEMENTS { pool_threads() } else { 1 };
-    if threads <= 1 {
-        part(0, len);
+    #[cfg(feature = "multi-threads")]
+    if threads > 1 {
+        let units = len.div_ceil(ALIGN);
+        let bound = |t: usize| (t * units / threads * ALIGN).min(len);
+        spin_pool::run_parts(threads, threads, &|t| part(bound(t), bound(t + 1)));
         return;
     }
-    let units = len.div_ceil(ALIGN);
-    let bound = |t: usize| (t * units / threads * ALIGN).min(len);
-    spin_pool::run_parts(threads, threads, &|t| part(bound(t), bound(t + 1)));
+    let _ = threads; // one thread without the `multi-threads` feature
+    part(0, len);
 }
 
 fn pool_threads() -> usize {
