@@ -298,11 +298,11 @@ mod avx512 {
         sums
     }
 
-    /// [`lane_sum`](super::lane_sum) of each of 8 vectors at once: the same additions of the same lanes in
-    /// the same order (the halves added lane-wise until one lane is left), with several
-    /// vectors' lanes side by side in one register at each step instead of 8 stores and
-    /// 120 scalar additions. Addition is commutative, so which operand of each addition a
-    /// lane comes from does not change a bit.
+    /// [`lane_sum`](super::lane_sum) of each of 8 vectors at once: the same additions of
+    /// the same lanes in the same order (the halves added lane-wise until one lane is
+    /// left), with several vectors' lanes side by side in one register at each step instead
+    /// of 8 stores and 120 scalar additions. Addition is commutative, so which operand of
+    /// each addition a lane comes from does not change a bit.
     #[inline(always)]
     unsafe fn lane_sums(v: [__m512; 8]) -> [f32; 8] {
         // SAFETY: register shuffles and additions, on a CPU with AVX-512F (the caller's).
@@ -314,7 +314,8 @@ mod avx512 {
                     _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
                 )
             };
-            let (ab, cd, ef, gh) = (halves(v[0], v[1]), halves(v[2], v[3]), halves(v[4], v[5]), halves(v[6], v[7]));
+            let (ab, cd) = (halves(v[0], v[1]), halves(v[2], v[3]));
+            let (ef, gh) = (halves(v[4], v[5]), halves(v[6], v[7]));
             // Lanes t and t + 4 of each 8: 128-bit quarters 0 and 2 of both against 1 and 3.
             let quarters = |p: __m512, q: __m512| {
                 _mm512_add_ps(
