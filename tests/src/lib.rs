@@ -17,6 +17,7 @@ use serde::Deserialize;
 /// The backend the tests run on (`wgpu` when that feature is on, else CPU ndarray).
 #[cfg(not(feature = "wgpu"))]
 pub type TestBackend = burn::backend::NdArray<f32>;
+/// The backend the tests run on (`wgpu` when that feature is on, else CPU ndarray).
 #[cfg(feature = "wgpu")]
 pub type TestBackend = burn::backend::Wgpu;
 
