@@ -61,24 +61,24 @@ fn kernel_rows() -> usize {
 /// multiply-adds in the order of `k`, starting from zero (plain multiply-adds on a CPU
 /// without FMA, where the kernel has none either).
 fn fma_chain_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let fma = kernel_multiply_add();
+    let mut out = vec![0.0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            out[r * n + j] = (0..k).fold(0.0f32, |acc, i| fma(x[r * k + i], w[i * n + j], acc));
+        }
+    }
+    out
+}
+
+/// `a · b + c` as the kernels compute it: one fused multiply-add where the CPU has FMA,
+/// else a multiply, then an add.
+fn kernel_multiply_add() -> impl Fn(f32, f32, f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     let fma = std::arch::is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     let fma = false;
-    let mut out = vec![0.0f32; m * n];
-    for r in 0..m {
-        for j in 0..n {
-            out[r * n + j] = (0..k).fold(0.0f32, |acc, i| {
-                let (a, b) = (x[r * k + i], w[i * n + j]);
-                if fma {
-                    a.mul_add(b, acc)
-                } else {
-                    acc + a * b
-                }
-            });
-        }
-    }
-    out
+    move |a, b, c| if fma { a.mul_add(b, c) } else { a * b + c }
 }
 
 #[test]
@@ -188,11 +188,7 @@ fn q8_products_match_dequantize_then_multiply() {
 /// (`[k, n]`), their lane-wise sum, then the lanes added in halves until one is left
 /// (plain multiply-adds on a CPU without FMA, as in the kernel).
 fn q8_chain_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    let fma = std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let fma = false;
-    let fma = |a: f32, b: f32, c: f32| if fma { a.mul_add(b, c) } else { a * b + c };
+    let fma = kernel_multiply_add();
     let mut out = vec![0.0f32; m * n];
     for r in 0..m {
         for j in 0..n {

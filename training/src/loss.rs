@@ -615,23 +615,19 @@ fn divergence<B: Backend>(
     student: Tensor<B, 2>,
     kind: Divergence,
 ) -> Tensor<B, 1> {
-    let teacher = match teacher {
+    match teacher {
         TeacherTargets::TopK { log_probs: teacher_top, ids } => {
-            let student_top = student.gather(1, ids);
-            return (teacher_top.clone().exp() * (teacher_top - student_top))
-                .sum_dim(1)
-                .squeeze_dim(1);
+            kl(teacher_top, student.gather(1, ids))
         }
-        TeacherTargets::Full(teacher) => teacher,
-    };
-    match kind {
-        Divergence::ForwardKl => kl(teacher, student),
-        Divergence::ReverseKl => kl(student, teacher),
-        Divergence::Jsd => {
-            let mixture =
-                ((teacher.clone().exp() + student.clone().exp()) * 0.5).clamp_min(1e-30).log();
-            (kl(teacher, mixture.clone()) + kl(student, mixture)) * 0.5
-        }
+        TeacherTargets::Full(teacher) => match kind {
+            Divergence::ForwardKl => kl(teacher, student),
+            Divergence::ReverseKl => kl(student, teacher),
+            Divergence::Jsd => {
+                let mixture =
+                    ((teacher.clone().exp() + student.clone().exp()) * 0.5).clamp_min(1e-30).log();
+                (kl(teacher, mixture.clone()) + kl(student, mixture)) * 0.5
+            }
+        },
     }
 }
 
