@@ -369,7 +369,8 @@ impl<'a, B: Backend> DecodeState<'a, B> {
         let kept =
             int_tensor::<B>(&keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), &self.device);
         self.cache.retain_rows(kept.clone());
-        self.carry = self.carry.take().map(|c| c.select(0, kept));
+        // No row left, no carry: selecting none would be a zero-sized launch (see retain_rows).
+        self.carry = self.carry.take().filter(|_| !keep.is_empty()).map(|c| c.select(0, kept));
         let live = std::mem::take(&mut self.live);
         let rngs = std::mem::take(&mut self.rngs);
         for (r, (row, rng)) in live.into_iter().zip(rngs).enumerate() {

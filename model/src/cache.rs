@@ -110,11 +110,49 @@ impl<B: Backend> KvCache<B> {
         self.len = new_len;
     }
 
-    /// Keeps only the given batch rows (e.g. drop sequences that finished).
+    /// Keeps only the given batch rows (e.g. drop sequences that finished). Keeping none
+    /// empties the cache without a kernel: an empty selection is a zero-sized launch,
+    /// which CUDA rejects (`CUDA_ERROR_INVALID_VALUE`, seen on an H200).
     pub fn retain_rows(&mut self, rows: Tensor<B, 1, Int>) {
+        if rows.dims()[0] == 0 {
+            *self = Self::new(self.layers.len());
+            return;
+        }
         for kv in self.layers.iter_mut().flatten() {
             kv.keys = kv.keys.clone().select(0, rows.clone());
             kv.values = kv.values.clone().select(0, rows.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    type B = NdArray<f32>;
+
+    fn rows(ids: &[i64]) -> Tensor<B, 1, Int> {
+        Tensor::from_data(TensorData::new(ids.to_vec(), [ids.len()]), &Default::default())
+    }
+
+    #[test]
+    fn retaining_no_rows_empties_the_cache_without_a_selection() {
+        let kv = LayerKv::<B> {
+            keys: Tensor::ones([2, 1, 3, 4], &Default::default()),
+            values: Tensor::ones([2, 1, 3, 4], &Default::default()),
+        };
+        let mut cache = KvCache::new(2);
+        for layer in 0..2 {
+            cache.extend(layer, kv.clone(), CacheUse::Commit);
+        }
+        cache.advance(3);
+        cache.retain_rows(rows(&[1]));
+        assert_eq!(cache.len(), 3);
+        assert!(cache.layers.iter().flatten().all(|kv| kv.keys.dims() == [1, 1, 3, 4]));
+        // The last row leaving (end of every generation) must not select zero rows.
+        cache.retain_rows(rows(&[]));
+        assert!(cache.is_empty());
+        assert!(cache.layers.iter().all(Option::is_none));
     }
 }
