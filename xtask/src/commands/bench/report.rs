@@ -140,7 +140,7 @@ fn ratio(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
 /// The Markdown report.
 pub fn markdown(reports: &[ModelReport], threads: usize, load: &LoadAverage) -> String {
     let mut md = format!(
-        "## Benchmark: opdlm vs PyTorch (transformers) on CPU, {threads} threads\n\n\
+        "## Benchmark: opdlm vs PyTorch (transformers, CPU), {threads} CPU threads\n\n\
          CPU: {}; load average (1 min) {} at the start, {} at the end: a load above the \
          thread count means other processes shared the cores and every figure is slower than \
          on an idle machine (ratios, measured back to back, are more robust).\n\n\
