@@ -24,11 +24,30 @@ pub fn keep_freed_memory() {
             // (the `bench` worker, `perf stat`). Two pool threads rarely contend for it.
             (libc::M_ARENA_MAX, 1),
         ];
-        for (param, value) in settings {
-            // SAFETY: mallopt only changes allocator parameters; called first thing in main.
-            unsafe {
-                libc::mallopt(param, value);
-            }
+        set(&settings);
+    }
+}
+
+/// Undoes [`keep_freed_memory`] (glibc's defaults again) for a GPU backend, whose tensors
+/// live on the device: its large host allocations are loading buffers, such as the f32
+/// weights on their way to the GPU, and kept for reuse they held 2.4 GB of host memory
+/// for nothing through a Qwen3-0.6B bench on an H200 (`reports/gpu-check`).
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+pub fn return_freed_memory_eagerly() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    set(&[
+        (libc::M_MMAP_THRESHOLD, 128 << 10),
+        (libc::M_TRIM_THRESHOLD, 128 << 10),
+        (libc::M_TOP_PAD, 0),
+    ]);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set(settings: &[(libc::c_int, libc::c_int)]) {
+    for &(param, value) in settings {
+        // SAFETY: mallopt only changes allocator parameters.
+        unsafe {
+            libc::mallopt(param, value);
         }
     }
 }

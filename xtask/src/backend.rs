@@ -78,12 +78,16 @@ pub fn dispatch_devices(
             task.run::<burn::backend::Flex>(numbered(count, |_| Default::default()))
         }
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => task.run::<burn::backend::Wgpu>(numbered(
-            count,
-            burn::backend::wgpu::WgpuDevice::DiscreteGpu,
-        )),
+        BackendKind::Wgpu => {
+            crate::allocator::return_freed_memory_eagerly();
+            task.run::<burn::backend::Wgpu>(numbered(
+                count,
+                burn::backend::wgpu::WgpuDevice::DiscreteGpu,
+            ))
+        }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
+            crate::allocator::return_freed_memory_eagerly();
             task.run::<burn::backend::Cuda>(numbered(count, burn::backend::cuda::CudaDevice::new))
         }
         #[allow(unreachable_patterns)]
