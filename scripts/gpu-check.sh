@@ -2,7 +2,8 @@
 # GPU check of a CUDA build: correctness (CUDA logits vs CPU logits) and speed (AR vs
 # dynamic block decoding, one OPDLM training step) on a random-weight Qwen3-0.6B.
 # Builds nothing and needs no network on the GPU host; every step is under `timeout`:
-# 7.5 minutes at most on one GPU, 15.5 with the data-parallel steps of a multi-GPU host.
+# 10 minutes at most on one GPU (about 4 on an H200), 15 with the data-parallel steps of a
+# multi-GPU host.
 #
 # 1. Build the binary beforehand, on any machine with the Rust toolchain (no CUDA toolkit
 #    needed: cudarc loads the driver and NVRTC at run time; the default `ndarray` feature
@@ -93,14 +94,17 @@ if [[ -n "$MODEL" ]]; then
     step 90 "logits: Qwen3-0.6B (random weights)" "$XTASK" bench --logits-check "$MODEL" --backends "$BACKEND" --out "$OUT"
 fi
 
-# 4. Data parallelism (issue 16), where the host has several GPUs: the built-in run for 6
-#    steps on 1 GPU, on all of them with burn-train's multi-device strategy (main-device)
-#    and with its DDP (NCCL; CUDA only), then the losses side by side against the 1-GPU
-#    run (they should agree to float rounding) and the step times.
+# 4. The whole training path on 1 GPU: the built-in run for 6 steps (rollouts, teacher,
+#    loss, optimizer, checkpoint, export) and its evaluation.
+step 150 "training: built-in run, 6 steps on 1 GPU" "$XTASK" train --backend "$BACKEND" \
+    --steps 6 --checkpoint-every 6 --out "$OUT/train-1-gpu"
+
+# 5. Data parallelism (issue 16), where the host has several GPUs: the built-in run on all
+#    of them with burn-train's multi-device strategy (main-device) and with its DDP (NCCL;
+#    CUDA only), then the losses side by side against the 1-GPU run (they should agree to
+#    float rounding) and the step times.
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if (( GPUS >= 2 )); then
-    step 150 "data-parallel: built-in run, 6 steps on 1 GPU" "$XTASK" train --backend "$BACKEND" \
-        --steps 6 --checkpoint-every 6 --out "$OUT/train-1-gpu"
     strategies=(main-device)
     [[ "$BACKEND" == cuda ]] && strategies+=(ddp)
     for strategy in "${strategies[@]}"; do
