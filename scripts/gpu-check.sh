@@ -2,8 +2,8 @@
 # GPU check of a CUDA build: correctness (CUDA logits vs CPU logits) and speed (AR vs
 # dynamic block decoding, one OPDLM training step) on a random-weight Qwen3-0.6B.
 # Builds nothing and needs no network on the GPU host; every step is under `timeout`:
-# 10 minutes at most on one GPU (2.3 on an H200 before step 4 was added), 15 with the data-parallel steps of a
-# multi-GPU host.
+# 10 minutes at most on one GPU (2.3 on an H200 before step 4 was added), 15 with the
+# data-parallel steps of a multi-GPU host.
 #
 # 1. Build the binary beforehand, on any machine with the Rust toolchain (no CUDA toolkit
 #    needed: cudarc loads the driver and NVRTC at run time; the default `ndarray` feature
