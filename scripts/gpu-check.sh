@@ -2,21 +2,24 @@
 # GPU check of a CUDA build: correctness (CUDA logits vs CPU logits) and speed (AR vs
 # dynamic block decoding, one OPDLM training step) on a random-weight Qwen3-0.6B.
 # Builds nothing and needs no network on the GPU host; every step is under `timeout`:
-# 10 minutes at most on one GPU (2.3 on an H200 before step 4 was added), 15 with the
-# data-parallel steps of a multi-GPU host.
+# 10 minutes at most on one GPU, 5 more with XTASK_FUSED, 5 more with the data-parallel
+# steps of a multi-GPU host (on an H200, steps 1-3 took 2.3 minutes).
 #
 # 1. Build the binary beforehand, on any machine with the Rust toolchain (no CUDA toolkit
 #    needed: cudarc loads the driver and NVRTC at run time; the default `ndarray` feature
 #    stays on and serves as the CPU reference):
 #        cargo build --release -p xtask --features ddp      # ddp = cuda + burn-train's DDP
 #        mkdir -p gpu-bin && strip -o gpu-bin/xtask target/release/xtask
+#    Without `nvcc` there, prefix the build with the host's CUDA version, e.g.
+#    CUDARC_CUDA_VERSION=13000 (CUDA 13.0, what the H200 run used; README, "GPU check").
 # 2. Copy the repository (tests/fixtures is needed, .cache is not) and gpu-bin/xtask to the
 #    GPU host, and run from the repository root:
 #        XTASK=gpu-bin/xtask scripts/gpu-check.sh [OUT_DIR]      # default OUT_DIR: runs/gpu-check
 #
 # Results: OUT_DIR/summary.md (everything below), logits-check-*.json, bench/report.{md,json}.
 # Environment: XTASK (binary), BACKEND (default cuda; wgpu works too with a wgpu build),
-# CACHE (where the random model is written, default .cache/bench).
+# CACHE (where the random model is written, default .cache/bench), XTASK_FUSED (optional: a
+# second binary built with `--features cuda,fusion`, measured beside the first).
 set -uo pipefail
 
 XTASK="${XTASK:-gpu-bin/xtask}"
@@ -92,6 +95,17 @@ fi
 MODEL=$(ls -d "$CACHE"/qwen3-0.6b-random-seed0 2>/dev/null)
 if [[ -n "$MODEL" ]]; then
     step 90 "logits: Qwen3-0.6B (random weights)" "$XTASK" bench --logits-check "$MODEL" --backends "$BACKEND" --out "$OUT"
+fi
+
+# 3b. With XTASK_FUSED naming a build with burn's kernel fusion and autotuning
+#     (`--features cuda,fusion`): its tiny-fixture logits and the same speed run, for an
+#     A/B against the build above in one session.
+if [[ -n "${XTASK_FUSED:-}" ]]; then
+    step 75 "logits with fusion: tests/fixtures/tiny-qwen3" "$XTASK_FUSED" bench --logits-check \
+        tests/fixtures/tiny-qwen3 --backends "$BACKEND" --out "$OUT/fused"
+    step 240 "speed with fusion: Qwen3-0.6B (random weights)" "$XTASK_FUSED" bench --models qwen3 \
+        --backends "$BACKEND" --no-baseline --max-new-tokens 64 --repeats 2 --train-rollout-len 32 \
+        --cache "$CACHE" --out "$OUT/bench-fused"
 fi
 
 # 4. The whole training path on 1 GPU: the built-in run for 6 steps (rollouts, teacher,
