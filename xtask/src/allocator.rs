@@ -32,7 +32,6 @@ pub fn keep_freed_memory() {
 /// live on the device: its large host allocations are loading buffers, such as the f32
 /// weights on their way to the GPU, and kept for reuse they held 2.4 GB of host memory
 /// for nothing through a Qwen3-0.6B bench on an H200 (`reports/gpu-check`).
-#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
 pub fn return_freed_memory_eagerly() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     set(&[

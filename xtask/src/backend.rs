@@ -68,6 +68,9 @@ pub fn dispatch_devices(
     count: usize,
     task: impl DevicesTask,
 ) -> anyhow::Result<()> {
+    if matches!(kind, BackendKind::Wgpu | BackendKind::Cuda) {
+        crate::allocator::return_freed_memory_eagerly();
+    }
     match kind {
         #[cfg(feature = "ndarray")]
         BackendKind::Ndarray => task.run::<burn::backend::NdArray<f32>>(numbered(count, |_| {
@@ -78,16 +81,12 @@ pub fn dispatch_devices(
             task.run::<burn::backend::Flex>(numbered(count, |_| Default::default()))
         }
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            crate::allocator::return_freed_memory_eagerly();
-            task.run::<burn::backend::Wgpu>(numbered(
-                count,
-                burn::backend::wgpu::WgpuDevice::DiscreteGpu,
-            ))
-        }
+        BackendKind::Wgpu => task.run::<burn::backend::Wgpu>(numbered(
+            count,
+            burn::backend::wgpu::WgpuDevice::DiscreteGpu,
+        )),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            crate::allocator::return_freed_memory_eagerly();
             task.run::<burn::backend::Cuda>(numbered(count, burn::backend::cuda::CudaDevice::new))
         }
         #[allow(unreachable_patterns)]
