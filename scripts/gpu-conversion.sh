@@ -32,14 +32,16 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
 fi
 
 # More prompts per step than the CPU run's 8 (a GPU step is launch-bound: 32 prompts cost
-# about what 8 do); evaluation batches of 100 prompts, tok/s at batch 1 on 4.
+# about what 8 do), the student's pass over a batch in one padded forward (the 12-step
+# pilot at 4f95778 ran one pass per prompt length: 5-13 s a step); evaluation batches of
+# 100 prompts, tok/s at batch 1 on 4.
 STEPS="${STEPS:-24}"
 BATCH="${BATCH:-32}"
 RAMP="${RAMP:-$((STEPS / 2))}"
 EVERY="${EVERY:-$((STEPS / 3))}"
 timeout "${TIMEOUT:-0}" "$XTASK" experiment smollm2 --backend "$BACKEND" --teacher "$TEACHER" --out "$WORK" \
     --steps "$STEPS" --batch-size "$BATCH" --rollout-len-ramp "$RAMP" --checkpoint-every "$EVERY" \
-    --eval-batch 100 --batch1-prompts 4 2>&1 | tee "$OUT/experiment.log"
+    --student-passes one --eval-batch 100 --batch1-prompts 4 2>&1 | tee "$OUT/experiment.log"
 status=${PIPESTATUS[0]}
 
 # What comes back: everything but the checkpoints and the exported weights.

@@ -70,9 +70,8 @@ impl<B: Backend> Layout<B> {
     ///
     /// The noisy copy starts at the *block boundary* at or before the prompt's end, so the
     /// prompt's last partial block is part of it exactly as the sampler's active block
-    /// holds it. Clean tokens are block-causal among themselves; noisy block `b` sees
-    /// clean blocks `< b` and itself. Row logits of the noisy copy therefore equal those
-    /// of the student run on `x0[<b], x_t[b]`.
+    /// holds it. Row logits of the noisy copy therefore equal those of the student run on
+    /// `x0[<b], x_t[b]` (the rule is [`Layout::training_rows`]').
     pub fn training(
         prompt_len: usize,
         response_len: usize,
@@ -84,30 +83,52 @@ impl<B: Backend> Layout<B> {
         let noisy_start = prompt_len / block_size * block_size;
         let clean_pos = Tensor::<B, 1, Int>::arange(0..total as i64, device);
         let noisy_pos = Tensor::<B, 1, Int>::arange(noisy_start as i64..total as i64, device);
-        let clean_len = total;
         let noisy_len = total - noisy_start;
-
-        let clean_block = clean_pos.clone().div_scalar(block_size as i64);
-        let noisy_block = noisy_pos.clone().div_scalar(block_size as i64);
-        let col = |t: Tensor<B, 1, Int>| t.unsqueeze_dim::<2>(1);
-        let row = |t: Tensor<B, 1, Int>| t.unsqueeze_dim::<2>(0);
-
-        // Clean queries: block-causal over clean keys, never see the noisy copy.
-        let clean_clean = row(clean_block.clone()).greater(col(clean_block.clone()));
-        let clean_noisy = Tensor::<B, 2, Bool>::full([clean_len, noisy_len], true, device);
-        // Noisy queries: strictly earlier clean blocks, and their own noisy block.
-        let noisy_clean = row(clean_block).greater_equal(col(noisy_block.clone()));
-        let noisy_noisy = row(noisy_block.clone()).not_equal(col(noisy_block));
-
-        let top = Tensor::cat(vec![clean_clean, clean_noisy], 1);
-        let bottom = Tensor::cat(vec![noisy_clean, noisy_noisy], 1);
-        let mask = Tensor::cat(vec![top, bottom], 0);
         let positions = Tensor::cat(vec![clean_pos, noisy_pos], 0);
-        let len = clean_len + noisy_len;
-        Self {
-            positions: positions.unsqueeze::<2>().expand([batch, len]),
-            mask: Some(mask.unsqueeze::<3>().expand([batch, len, len])),
-        }
+        let noisy = Tensor::cat(
+            vec![
+                Tensor::<B, 1, Bool>::full([total], false, device),
+                Tensor::<B, 1, Bool>::full([noisy_len], true, device),
+            ],
+            0,
+        );
+        let len = total + noisy_len;
+        Self::training_rows(
+            positions.unsqueeze::<2>().expand([batch, len]),
+            noisy.unsqueeze::<2>().expand([batch, len]),
+            block_size,
+        )
+    }
+
+    /// The BD3LM training rule for rows that each hold their own layout (prompts of
+    /// different lengths in one pass): `positions` (`[batch, len]`, RoPE positions) and
+    /// `noisy` (`[batch, len]`, `true` for tokens of the noisy copy `x_t`). Clean tokens
+    /// are block-causal among themselves and never see the noisy copy; a noisy token in
+    /// block `b` sees clean blocks `< b` and its own noisy block.
+    pub fn training_rows(
+        positions: Tensor<B, 2, Int>,
+        noisy: Tensor<B, 2, Bool>,
+        block_size: usize,
+    ) -> Self {
+        let [batch, len] = positions.dims();
+        let grid = [batch, len, len];
+        let block = positions.clone().div_scalar(block_size as i64);
+        let query_block = block.clone().unsqueeze_dim::<3>(2).expand(grid);
+        let key_block = block.unsqueeze_dim::<3>(1).expand(grid);
+        let noisy_query = noisy.clone().unsqueeze_dim::<3>(2).expand(grid);
+        let noisy_key = noisy.unsqueeze_dim::<3>(1).expand(grid);
+        let clean_blocked =
+            noisy_key.clone().bool_or(key_block.clone().greater(query_block.clone()));
+        let noisy_blocked = noisy_key
+            .clone()
+            .bool_and(key_block.clone().not_equal(query_block.clone()))
+            .bool_or(noisy_key.bool_not().bool_and(key_block.greater_equal(query_block)));
+        let mask = noisy_query
+            .clone()
+            .bool_not()
+            .bool_and(clean_blocked)
+            .bool_or(noisy_query.bool_and(noisy_blocked));
+        Self { positions, mask: Some(mask) }
     }
 
     /// Per-row left padding for ragged batches: row `r`'s tokens sit `left_pad[r]`
@@ -199,6 +220,39 @@ mod tests {
         assert!(Layout::<B>::contiguous(mode, 1, 8, 4, &device).mask.is_none());
         assert!(Layout::<B>::contiguous(AttentionMode::Causal, 1, 8, 1, &device).mask.is_none());
         assert!(Layout::<B>::contiguous(AttentionMode::Causal, 1, 8, 2, &device).mask.is_some());
+    }
+
+    /// Rows of different prompt lengths in one `training_rows` layout (the shorter one
+    /// right-padded): each row's real part is masked and placed as `training` does alone.
+    #[test]
+    fn training_rows_give_each_row_its_own_training_layout() {
+        let device = Default::default();
+        let block = 2;
+        let rows = [(3usize, 5usize), (5, 2)];
+        let row_len = |(p, r): (usize, usize)| 2 * (p + r) - p / block * block;
+        let len = rows.iter().map(|&row| row_len(row)).max().unwrap();
+        let (mut positions, mut noisy) = (vec![], vec![]);
+        for &(p, r) in &rows {
+            let noisy_start = p / block * block;
+            positions.extend((0..p + r).chain(noisy_start..p + r).map(|k| k as i64));
+            noisy.extend((0..row_len((p, r))).map(|k| k >= p + r));
+            positions.resize(positions.len() + len - row_len((p, r)), 0);
+            noisy.resize(noisy.len() + len - row_len((p, r)), false);
+        }
+        let layout = Layout::<B>::training_rows(
+            Tensor::from_data(TensorData::new(positions, [2, len]), &device),
+            Tensor::from_data(TensorData::new(noisy, [2, len]), &device),
+            block,
+        );
+        let mask = layout.mask.unwrap();
+        for (i, &(p, r)) in rows.iter().enumerate() {
+            let alone = Layout::<B>::training(p, r, block, 1, &device);
+            let n = row_len((p, r));
+            let row_positions = layout.positions.clone().slice(s![i..i + 1, 0..n]);
+            assert_eq!(row_positions.into_data(), alone.positions.into_data(), "row {i}");
+            let row_mask = mask.clone().slice(s![i..i + 1, 0..n, 0..n]);
+            assert_eq!(to_grid(row_mask), to_grid(alone.mask.unwrap()), "row {i}");
+        }
     }
 
     #[test]

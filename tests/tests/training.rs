@@ -13,7 +13,9 @@ use opdlm_tests::{
     TestBackend,
 };
 use opdlm_training::{load_checkpoint_student, train, train_data_parallel};
-use opdlm_training::{student_noisy_inputs, Divergence, Example, Loss, Objective, StateSelection};
+use opdlm_training::{
+    student_noisy_inputs, Divergence, Example, Loss, Objective, StateSelection, StudentPasses,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -36,7 +38,7 @@ struct Coverage {
 /// (`Loss::example` → `student_noisy_inputs`, the production path), is a state the
 /// sampler fed the model, token for token: stop tokens still masked, the slots after the
 /// stop token, partly filled prompt blocks and rows of different lengths included. Blocks of 2 and
-/// 4, both selection rules, temperature 1.
+/// 4, both selection rules, both ways of splitting the student's passes, temperature 1.
 #[test]
 fn training_states_are_states_the_sampler_visited() {
     let mut seen = Coverage::default();
@@ -69,10 +71,12 @@ fn training_states_are_states_the_sampler_visited() {
                         .zip(&rows)
                         .map(|(prompt, row)| loss.example(prompt, row.clone(), block, &mut rng))
                         .collect();
-                    let inputs = student_noisy_inputs(&examples, block, mask_id);
-                    for ((prompt, row), input) in prompts.iter().zip(&rows).zip(inputs) {
-                        let Some(input) = input else { continue };
-                        check_blocks(prompt, row, &input, block, mask_id, &mut seen);
+                    for passes in [StudentPasses::PerPromptLength, StudentPasses::One] {
+                        let inputs = student_noisy_inputs(&examples, block, mask_id, passes);
+                        for ((prompt, row), input) in prompts.iter().zip(&rows).zip(inputs) {
+                            let Some(input) = input else { continue };
+                            check_blocks(prompt, row, &input, block, mask_id, &mut seen);
+                        }
                     }
                 }
             }

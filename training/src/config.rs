@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::curriculum::{Curriculum, RampShape};
 use crate::faults::FaultInjection;
-use crate::loss::{Divergence, Loss, Objective};
+use crate::loss::{Divergence, Loss, Objective, StudentPasses};
 use crate::state::StateSelection;
 
 /// Every setting of a conversion run. [`TrainConfig::default`] is the one place where
@@ -39,6 +39,9 @@ pub struct TrainConfig {
     pub divergence: Divergence,
     /// Which visited state of a rollout OPDLM trains on.
     pub state_selection: StateSelection,
+    /// How the student's pass over a batch is split: one per prompt length (CPU) or one
+    /// for the whole batch (GPU); the loss is the same up to float rounding.
+    pub student_passes: StudentPasses,
     /// Peak learning rate (after warmup).
     pub lr: f64,
     /// Learning rate at the end of the cosine decay.
@@ -90,6 +93,7 @@ impl Default for TrainConfig {
             top_k_logits: None,
             divergence: Divergence::ForwardKl,
             state_selection: StateSelection::PerBlock,
+            student_passes: StudentPasses::PerPromptLength,
             lr: 1e-5,
             final_lr: 1e-6,
             warmup: 5,
@@ -144,6 +148,7 @@ impl TrainConfig {
     /// The objective bound to its state rule and targets.
     pub fn loss(&self) -> Loss {
         Loss::new(self.objective, self.state_selection, self.divergence, self.top_k_logits)
+            .with_student_passes(self.student_passes)
     }
 
     /// The rollout-length schedule.

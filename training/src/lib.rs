@@ -45,7 +45,8 @@ pub use error::TrainError;
 pub use faults::{BeforeRename, FaultInjection};
 pub use guard::NumericGuard;
 pub use loss::{
-    student_noisy_inputs, BatchLoss, Divergence, Example, Loss, Objective, ResponseSource, Targets,
+    student_noisy_inputs, BatchLoss, Divergence, Example, Loss, Objective, ResponseSource,
+    StudentPasses, Targets,
 };
 pub use metrics::read_log;
 pub use nodes::{NodeSettings, EXIT_PEER_LOST};

@@ -6,17 +6,16 @@
 //!    `1/t` for hard labels) with the stop-token rule ([`Loss::example`]);
 //! 3. the teacher's targets for a whole batch in one causal pass
 //!    ([`Loss::teacher_targets`]);
-//! 4. the batch loss ([`Loss::batch_loss`]): examples packed by prompt length into the
-//!    BD3LM layout `[prompt | x0 | x_t]`, the per-slot divergence or cross-entropy, and
-//!    the normalisation (a row's weighted mean, then the mean over rows).
+//! 4. the batch loss ([`Loss::batch_loss`]): examples packed into the BD3LM layout
+//!    `[prompt | x0 | x_t]` (`packing.rs`: one student pass per prompt length, or one for
+//!    the batch), the per-slot divergence or cross-entropy, and the normalisation (a
+//!    row's weighted mean, then the mean over rows).
 //!
 //! The student sees the BD3LM layout in one pass (see `opdlm_model::Layout::training`);
 //! the teacher sees `[prompt | x0]` causally, and its logits at position `j − 1` are the
 //! target for response slot `j`. The mask token is never a prediction: its logit is
 //! [`NEVER_LOGIT`] in both distributions (bd3lms' SUBS parameterisation), so it holds
 //! exactly zero probability.
-
-use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -27,6 +26,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{random_mask, select_masked, MaskingSchedule, StateSelection};
+use packing::PackedBatch;
+pub use packing::StudentPasses;
 
 #[cfg(doc)]
 use opdlm_model::NEVER_LOGIT;
@@ -129,6 +130,7 @@ pub struct Loss {
     objective: Objective,
     state_selection: StateSelection,
     targets: Targets,
+    student_passes: StudentPasses,
 }
 
 impl Loss {
@@ -145,7 +147,13 @@ impl Loss {
         } else {
             Targets::Teacher { divergence, top_k }
         };
-        Self { objective, state_selection, targets }
+        Self { objective, state_selection, targets, student_passes: StudentPasses::default() }
+    }
+
+    /// The same loss computed with the student's passes split as `passes` says (the
+    /// value is the same up to float rounding; the cost differs).
+    pub fn with_student_passes(self, passes: StudentPasses) -> Self {
+        Self { student_passes: passes, ..self }
     }
 
     /// The objective this loss trains.
@@ -268,7 +276,7 @@ impl Loss {
 
     /// The step's loss, normalised as the objective's recipe does (see [`Normalisation`])
     /// with `denominator` (from [`Loss::denominator`], summed over every share of the
-    /// batch), computed with one student pass per distinct prompt length. `teacher` holds
+    /// batch), with the student passes of [`Loss::with_student_passes`]. `teacher` holds
     /// [`Loss::teacher_targets`] for teacher targets. `None` when no example has a loss
     /// slot.
     pub fn batch_loss<B: Backend>(
@@ -286,12 +294,16 @@ impl Loss {
         let device = student.devices()[0].clone();
         let denominator = denominator as f32;
         let packed = match self.normalisation() {
-            Normalisation::ExampleMean => PackedBatch::new(&used, block_size, mask_id, |e, j| {
-                let total: f32 = e.weights.iter().sum();
-                e.weights[j] / (total * denominator)
-            }),
+            Normalisation::ExampleMean => {
+                PackedBatch::new(&used, block_size, mask_id, self.student_passes, |e, j| {
+                    let total: f32 = e.weights.iter().sum();
+                    e.weights[j] / (total * denominator)
+                })
+            }
             Normalisation::TokenMean => {
-                PackedBatch::new(&used, block_size, mask_id, |e, j| e.weights[j] / denominator)
+                PackedBatch::new(&used, block_size, mask_id, self.student_passes, |e, j| {
+                    e.weights[j] / denominator
+                })
             }
         };
         let student_rows: Vec<Tensor<B, 2>> = packed
@@ -403,135 +415,21 @@ pub fn student_noisy_inputs(
     examples: &[Example],
     block_size: usize,
     mask_id: u32,
+    passes: StudentPasses,
 ) -> Vec<Option<Vec<u32>>> {
     let used: Vec<&Example> = examples.iter().filter(|e| e.has_loss()).collect();
-    let packed = PackedBatch::new(&used, block_size, mask_id, |_, _| 0.0);
+    let packed = PackedBatch::new(&used, block_size, mask_id, passes, |_, _| 0.0);
     let mut inputs: Vec<Option<Vec<u32>>> = vec![None; examples.len()];
     let positions: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].has_loss()).collect();
     for group in &packed.groups {
-        let len = group.void.len() / group.sequences.len();
+        let len = group.len();
         for (g, &u) in group.members.iter().enumerate() {
-            let visible = (0..len).filter(|&k| !group.void[g * len + k] && k >= group.noisy_from());
+            let visible =
+                (0..len).filter(|&k| !group.void[g * len + k] && k >= group.noisy_from(g));
             inputs[positions[u]] = Some(visible.map(|k| group.sequences[g][k]).collect());
         }
     }
     inputs
-}
-
-/// A batch packed for the student: one [`PackedGroup`] per distinct prompt length, and per
-/// loss slot (in group order) its teacher row, label and loss coefficient.
-struct PackedBatch {
-    groups: Vec<PackedGroup>,
-    /// Row of each slot's target among the teacher targets (which come in example order).
-    teacher_order: Vec<i64>,
-    labels: Vec<i64>,
-    /// Each loss slot's share of the step's loss (see [`Normalisation`]).
-    coefficients: Vec<f32>,
-}
-
-/// Examples sharing a prompt length, in the BD3LM layout `[prompt | x0 | x_t]`. `x0`s are
-/// right-padded to the longest one; the padding (in both the clean and the noisy copy) is
-/// hidden from every real query, so each real row sees exactly what it sees alone. The
-/// noisy copy starts at the block boundary at or before the prompt's end.
-struct PackedGroup {
-    prompt_len: usize,
-    /// The longest `x0` of the group.
-    x0_len: usize,
-    /// Index (among the packed examples) of each sequence's example.
-    members: Vec<usize>,
-    sequences: Vec<Vec<u32>>,
-    /// Per sequence and position: padding, hidden from every query.
-    void: Vec<bool>,
-    /// Flattened `[sequence, position]` rows whose logits are the loss slots.
-    rows: Vec<i64>,
-}
-
-impl PackedBatch {
-    /// Packs `used` (examples with loss slots); `coefficient(example, slot)` is the slot's
-    /// share of the step's loss.
-    fn new(
-        used: &[&Example],
-        block_size: usize,
-        mask_id: u32,
-        coefficient: impl Fn(&Example, usize) -> f32,
-    ) -> Self {
-        // Teacher rows come in example order; `offsets[i]` is example i's first row.
-        let offsets: Vec<usize> = used
-            .iter()
-            .scan(0, |acc, e| {
-                let start = *acc;
-                *acc += e.loss_slots().len();
-                Some(start)
-            })
-            .collect();
-        let mut by_prompt_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (i, e) in used.iter().enumerate() {
-            by_prompt_len.entry(e.prompt.len()).or_default().push(i);
-        }
-        let mut batch =
-            Self { groups: vec![], teacher_order: vec![], labels: vec![], coefficients: vec![] };
-        for (&p, members) in &by_prompt_len {
-            let r_max = members.iter().map(|&i| used[i].x0.len()).max().expect("non-empty");
-            let noisy_start = p / block_size * block_size;
-            let noisy_offset = (p + r_max) + (p - noisy_start);
-            let len = noisy_offset + r_max;
-            let mut group = PackedGroup {
-                prompt_len: p,
-                x0_len: r_max,
-                members: members.clone(),
-                sequences: vec![],
-                void: vec![],
-                rows: vec![],
-            };
-            for (g, &i) in members.iter().enumerate() {
-                let e = used[i];
-                let r = e.x0.len();
-                let pad = std::iter::repeat_n(mask_id, r_max - r);
-                let mut tokens: Vec<u32> =
-                    e.prompt.iter().chain(&e.x0).copied().chain(pad.clone()).collect();
-                tokens.extend_from_slice(&e.prompt[noisy_start..]);
-                tokens.extend(e.noisy_response(mask_id).into_iter().chain(pad));
-                group.sequences.push(tokens);
-                group.void.extend(
-                    (0..len).map(|k| (p + r..p + r_max).contains(&k) || k >= noisy_offset + r),
-                );
-                for (k, j) in e.loss_slots().into_iter().enumerate() {
-                    group.rows.push((g * len + noisy_offset + j) as i64);
-                    batch.teacher_order.push((offsets[i] + k) as i64);
-                    batch.coefficients.push(coefficient(e, j));
-                    batch.labels.push(e.x0[j] as i64);
-                }
-            }
-            batch.groups.push(group);
-        }
-        batch
-    }
-}
-
-impl PackedGroup {
-    /// First position of the noisy copy (it begins with the prompt's partial block).
-    fn noisy_from(&self) -> usize {
-        self.prompt_len + self.x0_len
-    }
-
-    /// The student's vocabulary logits at this group's loss slots (one forward pass).
-    fn student_logits<B: Backend>(
-        &self,
-        student: &Transformer<B>,
-        block_size: usize,
-        mask_id: u32,
-        device: &B::Device,
-    ) -> Tensor<B, 2> {
-        let (p, r_max, n) = (self.prompt_len, self.x0_len, self.sequences.len());
-        let len = self.void.len() / n;
-        let void =
-            Tensor::<B, 2, Bool>::from_data(TensorData::new(self.void.clone(), [n, len]), device);
-        let layout = Layout::training(p, r_max, block_size, n, device)
-            .with_padding(Tensor::zeros([n], device), void);
-        let ids = padded_token_ids::<B>(&self.sequences, len, mask_id, device);
-        let hidden = student.hidden(ids, &layout, None);
-        rows_logits(student, hidden, &self.rows)
-    }
 }
 
 /// Vocabulary logits `[rows, vocab]` of selected positions of `hidden` (`[n, len, d]`;
@@ -685,5 +583,6 @@ fn cross_entropy<B: Backend>(student: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -
     student.gather(1, labels.unsqueeze_dim(1)).squeeze_dim(1).neg()
 }
 
+mod packing;
 #[cfg(test)]
 mod tests;

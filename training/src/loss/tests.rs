@@ -187,8 +187,9 @@ fn example_loss(
     ((per_slot * weights).sum().into_scalar(), total)
 }
 
-/// One pass per prompt length gives the per-example losses' mean, for teacher targets
-/// (ragged prompts and responses, partial prompt blocks) and hard labels.
+/// One pass per prompt length, and one pass for the whole batch, give the per-example
+/// losses' mean, for teacher targets (ragged prompts and responses, partial prompt
+/// blocks) and hard labels.
 #[test]
 fn batched_loss_equals_the_mean_of_per_example_losses() {
     let device = Default::default();
@@ -240,16 +241,20 @@ fn batched_loss_equals_the_mean_of_per_example_losses() {
                 means.sum::<f32>() / per_example.len() as f32
             }
         };
-        let targets = loss.teacher_targets(&model, &examples, mask_id);
-        let denominator = loss.denominator(&examples);
-        let batch = loss.batch_loss(&model, targets, &examples, denominator, (4, mask_id)).unwrap();
-        assert_eq!(batch.examples, 5);
-        assert_eq!(batch.slots, examples.iter().map(|e| e.loss_slots().len()).sum::<usize>());
-        let got = batch.value.into_scalar();
-        assert!(
-            (got - expected).abs() < 1e-5,
-            "{objective:?} top-k {top_k:?}: batched {got} vs per-example reference {expected}"
-        );
+        for passes in [StudentPasses::PerPromptLength, StudentPasses::One] {
+            let loss = loss.with_student_passes(passes);
+            let targets = loss.teacher_targets(&model, &examples, mask_id);
+            let denominator = loss.denominator(&examples);
+            let slots = (4, mask_id);
+            let batch = loss.batch_loss(&model, targets, &examples, denominator, slots).unwrap();
+            assert_eq!(batch.examples, 5);
+            assert_eq!(batch.slots, examples.iter().map(|e| e.loss_slots().len()).sum::<usize>());
+            let got = batch.value.into_scalar();
+            assert!(
+                (got - expected).abs() < 1e-5,
+                "{objective:?} top-k {top_k:?} {passes:?}: batched {got} vs per-example reference {expected}"
+            );
+        }
     }
 }
 

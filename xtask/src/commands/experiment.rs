@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use opdlm_harness::experiment::conversion::Conversion;
 use opdlm_harness::experiment::DataEfficiency;
-use opdlm_training::Objective;
+use opdlm_training::{Objective, StudentPasses};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
 
@@ -95,6 +95,9 @@ pub struct ConversionArgs {
     /// naming a commit): for trying the experiment out, not for reports.
     #[arg(long)]
     pub allow_uncommitted: bool,
+    /// How the student's pass over a batch is split (`one` on GPUs; see `train --help`).
+    #[arg(long, value_enum, default_value_t = Conversion::default().student_passes)]
+    pub student_passes: StudentPasses,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
@@ -122,6 +125,7 @@ impl ConversionArgs {
             batch1_prompts: self.batch1_prompts,
             eval_batch: self.eval_batch,
             thresholds: self.thresholds.clone(),
+            student_passes: self.student_passes,
             out: self.out.clone(),
             allow_uncommitted: self.allow_uncommitted,
         })

@@ -15,7 +15,7 @@ use clap::Args;
 use opdlm_harness::builtin;
 use opdlm_training::{
     train_data_parallel, train_multi_node, Divergence, NodeSettings, Objective, RampShape,
-    StateSelection, TrainConfig, TrainSummary,
+    StateSelection, StudentPasses, TrainConfig, TrainSummary,
 };
 use serde::Serialize;
 
@@ -81,6 +81,12 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_selection: Option<StateSelection>,
+    /// How the student's forward and backward over a batch are split: per-prompt-length
+    /// (one pass per distinct prompt length, no padding computed: best on the CPU) or one
+    /// (the whole batch padded into one pass: fewest kernel launches, for GPUs).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_passes: Option<StudentPasses>,
     /// Peak learning rate.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -440,6 +446,8 @@ mod tests {
             "jsd",
             "--state-selection",
             "trajectory",
+            "--student-passes",
+            "one",
             "--rollout-len-shape",
             "linear",
             "--lr",
@@ -461,6 +469,7 @@ mod tests {
             objective: Objective::OpdlmOff,
             divergence: Divergence::Jsd,
             state_selection: StateSelection::Trajectory,
+            student_passes: StudentPasses::One,
             rollout_len_shape: RampShape::Linear,
             lr: 0.01,
             final_lr: 0.001,

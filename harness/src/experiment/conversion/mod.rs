@@ -19,8 +19,8 @@ use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use opdlm_model::{load_pretrained, stop_tokens, ChatMessage, Pretrained, Transformer};
 use opdlm_training::{
-    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, TrainBackend,
-    TrainConfig,
+    latest_checkpoint, load_checkpoint_student, read_log, train, Objective, StudentPasses,
+    TrainBackend, TrainConfig,
 };
 
 use super::cache::cached;
@@ -75,6 +75,8 @@ pub struct Conversion {
     pub eval_batch: usize,
     /// Thresholds γ of the student's dynamic decoding rows.
     pub thresholds: Vec<f32>,
+    /// How the student's training pass over a batch is split (one pass on GPUs).
+    pub student_passes: StudentPasses,
     /// Output directory: prompts/, run/, eval/, commit.txt, report.md, report.json, PNGs.
     pub out: PathBuf,
     /// Run with uncommitted code changes (the report then says so): for trying it out.
@@ -113,6 +115,7 @@ impl Default for Conversion {
             batch1_prompts: 8,
             eval_batch: 25,
             thresholds: vec![0.9, 0.7, 0.5],
+            student_passes: StudentPasses::PerPromptLength,
             out: PathBuf::from("runs/smollm2-conversion"),
             allow_uncommitted: false,
         }
@@ -169,6 +172,7 @@ impl Conversion {
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: 0,
             seed: self.seed,
+            student_passes: self.student_passes,
             ..TrainConfig::default()
         }
     }
