@@ -20,7 +20,8 @@ use super::{rows_logits, Example};
 #[serde(rename_all = "kebab-case")]
 pub enum StudentPasses {
     /// One forward and backward per distinct prompt length: no padding is computed, the
-    /// better choice where arithmetic dominates (the CPU).
+    /// better choice where arithmetic dominates (the CPU: 0.6–0.8× one pass's time on
+    /// SmolLM2 with 8 chat prompts and the teacher's responses).
     #[default]
     PerPromptLength,
     /// One forward and backward for the whole batch, rows right-padded to the longest:
