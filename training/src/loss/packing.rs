@@ -116,7 +116,7 @@ impl PackedGroup {
     fn new(used: &[&Example], members: Vec<usize>, block_size: usize, mask_id: u32) -> Self {
         let x0_len = members.iter().map(|&i| used[i].x0.len()).max().expect("non-empty");
         let row_len = |p: usize| 2 * (p + x0_len) - p / block_size * block_size;
-        let len = members.iter().map(|&i| row_len(used[i].prompt.len())).max().unwrap_or(0);
+        let len = members.iter().map(|&i| row_len(used[i].prompt.len())).max().expect("non-empty");
         let mut group = Self {
             prompt_lens: vec![],
             x0_len,
