@@ -270,6 +270,32 @@ pub struct Sample {
     pub correct: bool,
 }
 
+/// New tokens each mode decodes, untimed and discarded, on its first batch of prompts
+/// before its timed decoding: a GPU backend compiles its kernels at their first use, and
+/// that cost would be charged to whichever mode happens to run first (on an H200 the
+/// SmolLM2 teacher's first batch of 100 prompts took 27 s, its second 7 s;
+/// `reports/smollm2-conversion/gpu-045b50e/`). On the CPU it only adds these few
+/// forwards.
+const WARM_UP_TOKENS: usize = 8;
+
+/// Decodes `prompts` for [`WARM_UP_TOKENS`] with `config` and throws the result away. It
+/// cannot change what the timed decoding writes: every `generate` call seeds its rows
+/// afresh from `config.seed`.
+fn warm_up<B: Backend>(
+    model: &Transformer<B>,
+    prompts: &[Vec<u32>],
+    config: &DecodeConfig,
+) -> Result<(), EvalError> {
+    if !prompts.is_empty() {
+        let short = DecodeConfig {
+            max_new_tokens: WARM_UP_TOKENS.min(config.max_new_tokens),
+            ..config.clone()
+        };
+        generate(model, prompts, &short, |_| {})?;
+    }
+    Ok(())
+}
+
 /// Evaluates `model` on `items` under every mode, with a progress display over prompts ×
 /// modes. `teacher` scores the outputs (AR, causal attention).
 pub fn evaluate<B: Backend>(
@@ -300,6 +326,7 @@ pub fn evaluate<B: Backend>(
         let (mut nll, mut scored) = (0.0, 0usize);
         let mut samples = Vec::new();
         let mut outputs = Vec::with_capacity(items.len());
+        warm_up(&model, &prompts[..settings.batch_size.min(prompts.len())], &config)?;
         for (chunk_items, chunk_prompts) in
             items.chunks(settings.batch_size).zip(prompts.chunks(settings.batch_size))
         {

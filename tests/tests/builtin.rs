@@ -2,6 +2,7 @@
 //! `cargo xtask pretrain`):
 //! - the teacher solves ≥ 95% of held-out test problems with greedy AR decoding;
 //! - block size 1 + static decoding of the teacher gives exactly its AR outputs;
+//! - an evaluation's outputs are what `generate` writes for each batch;
 //! - the default conversion's settings train, export a student that loads and decodes,
 //!   and evaluate it (a short run: the full one is `cargo xtask train`).
 
@@ -55,6 +56,43 @@ fn teacher_block_one_static_equals_autoregressive_decoding() {
     let b = generate(&model, &prompts, &block_one, |_| {}).unwrap();
     for (x, y) in a.rows.iter().zip(&b.rows) {
         assert_eq!(x.tokens, y.tokens);
+    }
+}
+
+/// `evaluate` writes, and counts, what `generate` writes for each batch of prompts: its
+/// untimed warm-up decoding before each mode leaves no trace in the outputs or the token
+/// counts (12 prompts in batches of 5, so the last batch is partial).
+#[test]
+fn evaluation_outputs_are_the_generated_rows_of_each_batch() {
+    let device = Default::default();
+    let teacher = load_pretrained::<B>(&builtin_teacher_dir(), &device).unwrap();
+    let vocab = teacher.tokenizer.vocab_size();
+    let items = test_items(12, 5);
+    let settings = EvalSettings {
+        block_size: 4,
+        max_new_tokens: MAX_NEW_TOKENS,
+        batch_size: 5,
+        modes: vec![DecodeMode::AR, DecodeMode::STATIC],
+        weights: Default::default(),
+    };
+    let results =
+        evaluate(&teacher.model, &teacher.tokenizer, None, &items, &settings, &[0]).unwrap();
+    let prompts: Vec<Vec<u32>> =
+        items.iter().map(|i| teacher.tokenizer.encode(&i.prompt).unwrap()).collect();
+    // As `evaluate` does: the unconverted model with shifted logits, AR as block size 1.
+    let model = teacher.model.into_diffusion(vocab, 4, true);
+    for (result, block) in results.iter().zip([1, 4]) {
+        let config = DecodeConfig {
+            stop_tokens: vec![0],
+            ..DecodeConfig::diffusion(block, MAX_NEW_TOKENS, CommitRule::Static)
+        };
+        let expected: Vec<Vec<u32>> = prompts
+            .chunks(5)
+            .flat_map(|chunk| generate(&model, chunk, &config, |_| {}).unwrap().rows)
+            .map(|row| row.tokens)
+            .collect();
+        assert_eq!(result.outputs, expected, "{}", result.mode);
+        assert_eq!(result.tokens, expected.iter().map(Vec::len).sum::<usize>());
     }
 }
 
