@@ -33,8 +33,8 @@ fi
 
 # More prompts per step than the CPU run's 8 (a GPU step is launch-bound: 32 prompts cost
 # about what 8 do), the student's pass over a batch in one padded forward (the 12-step
-# pilot at 4f95778 ran one pass per prompt length: 5-13 s a step; one pass: 0.3-1.6 s); evaluation batches of
-# 100 prompts, tok/s at batch 1 on 4.
+# pilot at 4f95778 ran one pass per prompt length: 5-13 s a step; in one pass at 045b50e,
+# 0.3-1.6 s after the first steps); evaluation batches of 100 prompts, tok/s at batch 1 on 4.
 STEPS="${STEPS:-24}"
 BATCH="${BATCH:-32}"
 RAMP="${RAMP:-$((STEPS / 2))}"
