@@ -31,19 +31,17 @@ def main():
                 seconds[kind] += float(match.group(1)) * UNITS[match.group(2)]
                 launches[kind] += 1
 
-    total = sum(launches.values())
-    per = f" | per forward" if args.forwards else ""
-    print(f"{total} launches, {sum(seconds.values()):.2f} s timed\n")
-    print(f"| kernel | launches | timed s | mean µs{per} |")
-    print("|---|---|---|---|" + ("---|" if args.forwards else ""))
-    for kind, count in launches.most_common():
-        row = f"| {kind} | {count} | {seconds[kind]:.3f} | {seconds[kind] / count * 1e6:.1f}"
+    total, timed = sum(launches.values()), sum(seconds.values())
+    columns = ["kernel", "launches", "timed s", "mean µs"] + (["per forward"] if args.forwards else [])
+    print(f"{total} launches, {timed:.2f} s timed\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    rows = [[kind, count, f"{seconds[kind]:.3f}", f"{seconds[kind] / count * 1e6:.1f}"]
+            for kind, count in launches.most_common()] + [["all", total, f"{timed:.3f}", ""]]
+    for row in rows:
         if args.forwards:
-            row += f" | {count / args.forwards:.1f}"
-        print(row + " |")
-    if args.forwards:
-        print(f"| all | {total} | {sum(seconds.values()):.3f} | | {total / args.forwards:.1f} |")
-
+            row.append(f"{row[1] / args.forwards:.1f}")
+        print("| " + " | ".join(map(str, row)) + " |")
 
 if __name__ == "__main__":
     main()

@@ -286,13 +286,11 @@ fn warm_up<B: Backend>(
     prompts: &[Vec<u32>],
     config: &DecodeConfig,
 ) -> Result<(), EvalError> {
-    if !prompts.is_empty() {
-        let short = DecodeConfig {
-            max_new_tokens: WARM_UP_TOKENS.min(config.max_new_tokens),
-            ..config.clone()
-        };
-        generate(model, prompts, &short, |_| {})?;
-    }
+    let short = DecodeConfig {
+        max_new_tokens: WARM_UP_TOKENS.min(config.max_new_tokens),
+        ..config.clone()
+    };
+    generate(model, prompts, &short, |_| {})?;
     Ok(())
 }
 
@@ -326,7 +324,9 @@ pub fn evaluate<B: Backend>(
         let (mut nll, mut scored) = (0.0, 0usize);
         let mut samples = Vec::new();
         let mut outputs = Vec::with_capacity(items.len());
-        warm_up(&model, &prompts[..settings.batch_size.min(prompts.len())], &config)?;
+        if let Some(first_batch) = prompts.chunks(settings.batch_size).next() {
+            warm_up(&model, first_batch, &config)?;
+        }
         for (chunk_items, chunk_prompts) in
             items.chunks(settings.batch_size).zip(prompts.chunks(settings.batch_size))
         {

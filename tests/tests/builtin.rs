@@ -87,7 +87,7 @@ fn evaluation_outputs_are_the_generated_rows_of_each_batch() {
             ..DecodeConfig::diffusion(block, MAX_NEW_TOKENS, CommitRule::Static)
         };
         let expected: Vec<Vec<u32>> = prompts
-            .chunks(5)
+            .chunks(settings.batch_size)
             .flat_map(|chunk| generate(&model, chunk, &config, |_| {}).unwrap().rows)
             .map(|row| row.tokens)
             .collect();
