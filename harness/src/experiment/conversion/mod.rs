@@ -84,30 +84,28 @@ pub struct Conversion {
 }
 
 impl Default for Conversion {
-    /// The budget, from two pilot runs on the 2-core CPU (at 58b0272): a step of 8
-    /// prompts costs about 65 s at 64-token rollouts (rollout ≈ 28 s, student
-    /// forward+backward ≈ 26 s, teacher ≈ 5 s), and ≈ 40 s on average while the rollout
-    /// length ramps up; a curve point about 1.5 min; the final evaluation of four modes on
-    /// 200 prompts about 40 min while the student writes to the limit (15.7 tok/s static,
-    /// 23 tok/s dynamic at batch 16). 50 steps (≈ 36k training tokens) put the estimate
-    /// at about 110 min; measured at ed3c9d1 (multi-threaded ndarray): 29k training
-    /// tokens, 60 min (`reports/smollm2-conversion`). The learning rate lies between the pilots' 3e-5 (no progress in
-    /// 16 steps) and 2e-4 (collapsed to repeated newlines when rollouts grew to 128 tokens
-    /// within 3 steps); it is not swept.
+    /// The budget, from measurements on the 2-core CPU. Pilots (58b0272): a step of 8
+    /// prompts at 64-token rollouts cost about 65 s; the learning rate lies between the
+    /// pilots' 3e-5 (no progress in 16 steps) and 2e-4 (collapsed to repeated newlines when
+    /// rollouts grew to 128 tokens within 3 steps); it is not swept. The same ~29k training
+    /// tokens gave 24.5 % first-16 agreement as 100 steps of 4 prompts (33.7 min on idle
+    /// cores, evaluations included) against 6.0 % as 50 steps of 8
+    /// (`reports/smollm2-conversion/steps-vs-batch/`): the budget is short of optimizer
+    /// steps, not of prompts per step.
     fn default() -> Self {
         Self {
             teacher: PathBuf::from(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
             objective: Objective::Opdlm,
-            steps: 50,
-            batch_size: 8,
+            steps: 100,
+            batch_size: 4,
             lr: 1e-4,
             top_k_logits: Some(16),
             block_size: opdlm_model::DEFAULT_BLOCK_SIZE,
             threshold: 0.9,
             max_tokens: 64,
             rollout_len_min: 16,
-            rollout_len_ramp: 25,
-            checkpoint_every: 10,
+            rollout_len_ramp: 50,
+            checkpoint_every: 25,
             seed: 0,
             train_prompts: 2000,
             test_prompts: 200,

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use opdlm_model::atomic::write_text_atomically;
+use opdlm_training::ResponseSource;
 use serde::{Deserialize, Serialize};
 
 use super::figures::{Figures, AGREEMENT_PREFIX};
@@ -18,6 +19,34 @@ const GOAL_AGREEMENT_16: f64 = 0.8;
 const GOAL_PPL_RATIO: f64 = 1.2;
 const MOONSHOT_TOKENS_PER_FORWARD: f64 = 2.0;
 const MOONSHOT_AGREEMENT_16: f64 = 0.9;
+
+/// What an objective trains on and against, in words: the responses, the states taken
+/// from them, and the loss (the report once said "rollouts" and "forward KL" for every
+/// objective, the sft baseline's included).
+fn training_data_and_loss(s: &Conversion) -> String {
+    let objective = s.objective;
+    let responses = match objective.response_source() {
+        ResponseSource::StudentRollout => {
+            format!("the student's rollouts at γ {} (temperature 1)", s.threshold)
+        }
+        ResponseSource::TeacherGeneration => "the teacher's generations (temperature 1)".into(),
+        ResponseSource::Dataset => "the prompt file's answers".into(),
+    };
+    let states = if objective.on_policy_states() {
+        "the states the sampler visited"
+    } else {
+        "randomly masked states"
+    };
+    let loss = if objective.hard_labels() {
+        "the BD3LM loss (hard labels, 1/t weight)".to_string()
+    } else {
+        let top_k = s.top_k_logits;
+        let targets =
+            top_k.map_or("the full vocabulary".into(), |k| format!("the teacher's top {k}"));
+        format!("forward KL on {targets}")
+    };
+    format!("{responses}, {states}, {loss}")
+}
 
 /// One checkpoint on the curves (dynamic decoding at the rollout threshold).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,13 +122,13 @@ impl Report {
     fn markdown(&self) -> String {
         let s = &self.settings;
         let mut md = format!(
-            "# Converting {} into a block-diffusion model (OPDLM)\n\nCommit `{}`. Objective {}, block {}, rollouts at γ {} (temperature 1), forward KL on {}; {} steps of {} prompts, lr {:e} (cosine to a tenth), rollout length ramped {} → {} tokens. Trained on **{} tokens** ({} of them response tokens) in {:.1} min of training steps; this invocation took {:.1} min.\n\nTest prompts: {} held-out chat prompts (`prompts/test.jsonl`, {} of them arithmetic with a checkable answer), decoded at batch {} with at most {} new tokens; tok/s at batch 1 on the first {}. Agreement: the output equals the teacher's greedy response token for token, stop token included (whole response, and first {} tokens). Gen. PPL: the outputs' perplexity under the teacher.\n\n",
+            "# Converting {} into a block-diffusion model ({})\n\nCommit `{}`. Objective {}, block {}: {}; {} steps of {} prompts, lr {:e} (cosine to a tenth), rollout length ramped {} → {} tokens. Trained on **{} tokens** ({} of them response tokens) in {:.1} min of training steps; this invocation took {:.1} min.\n\nTest prompts: {} held-out chat prompts (`prompts/test.jsonl`, {} of them arithmetic with a checkable answer), decoded at batch {} with at most {} new tokens; tok/s at batch 1 on the first {}. Agreement: the output equals the teacher's greedy response token for token, stop token included (whole response, and first {} tokens). Gen. PPL: the outputs' perplexity under the teacher.\n\n",
             s.teacher.display(),
+            s.objective.name().to_uppercase(),
             self.commit,
             s.objective.name(),
             s.block_size,
-            s.threshold,
-            s.top_k_logits.map_or("the full vocabulary".into(), |k| format!("the teacher's top {k}")),
+            training_data_and_loss(s),
             s.steps,
             s.batch_size,
             s.lr,
