@@ -289,3 +289,28 @@ fn row(model: &str, mode: &str, f: &Figures) -> String {
         f.mean_tokens,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use opdlm_training::Objective;
+
+    use super::*;
+
+    #[test]
+    fn the_settings_sentence_names_each_objectives_responses_states_and_loss() {
+        let opdlm = training_data_and_loss(&Conversion::default());
+        assert_eq!(
+            opdlm,
+            "the student's rollouts at γ 0.9 (temperature 1), the states the sampler visited, \
+             forward KL on the teacher's top 16"
+        );
+        let sft = Conversion { objective: Objective::Sft, ..Conversion::default() };
+        assert_eq!(
+            training_data_and_loss(&sft),
+            "the teacher's generations (temperature 1), randomly masked states, \
+             the BD3LM loss (hard labels, 1/t weight)"
+        );
+        let full = Conversion { top_k_logits: None, ..Conversion::default() };
+        assert!(training_data_and_loss(&full).ends_with("forward KL on the full vocabulary"));
+    }
+}
