@@ -40,9 +40,9 @@ fn training_data_and_loss(s: &Conversion) -> String {
     let loss = if objective.hard_labels() {
         "the BD3LM loss (hard labels, 1/t weight)".to_string()
     } else {
-        let top_k = s.top_k_logits;
-        let targets =
-            top_k.map_or("the full vocabulary".into(), |k| format!("the teacher's top {k}"));
+        let targets = s
+            .top_k_logits
+            .map_or("the full vocabulary".into(), |k| format!("the teacher's top {k}"));
         format!("forward KL on {targets}")
     };
     format!("{responses}, {states}, {loss}")
