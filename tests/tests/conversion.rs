@@ -2,11 +2,16 @@
 //! fixture given a chat template (two steps, a checkpoint each): it trains on the chat
 //! prompts' train split, exports a model that loads and decodes, evaluates teacher,
 //! unconverted model and student on the test split, writes report.json with the fields
-//! the issue fixes, and a second invocation reuses the run and every evaluation.
+//! the issue fixes, and a second invocation reuses the run and every evaluation. A second
+//! objective's run then serves as `--baseline`: the report compares the two students
+//! prompt by prompt.
+
+use std::path::Path;
 
 use opdlm_harness::experiment::conversion::Conversion;
 use opdlm_model::load_pretrained;
 use opdlm_tests::{tiny_model_dir, TestBackend};
+use opdlm_training::Objective;
 
 #[test]
 fn a_two_step_conversion_exports_evaluates_and_reports() {
@@ -74,4 +79,54 @@ fn a_two_step_conversion_exports_evaluates_and_reports() {
     assert_eq!(read("eval/student.json"), cached);
     let again: serde_json::Value = serde_json::from_str(&read("report.json")).unwrap();
     assert_eq!(again["student"], report["student"]);
+
+    // The sft objective on the same prompts, then this run's report against it.
+    let sft_out = out.with_extension("sft");
+    let _ = std::fs::remove_dir_all(&sft_out);
+    let sft = Conversion { objective: Objective::Sft, out: sft_out.clone(), ..conversion.clone() };
+    sft.run::<TestBackend>(&device).unwrap();
+    let compared = Conversion { baseline: Some(sft_out.clone()), ..conversion.clone() };
+    compared.run::<TestBackend>(&device).unwrap();
+    assert_eq!(read("eval/student.json"), cached, "the comparison re-evaluates nothing");
+    let report: serde_json::Value = serde_json::from_str(&read("report.json")).unwrap();
+    let theirs = report_json(&sft_out);
+    assert_eq!(report["baseline"]["objective"], "sft");
+    let paired = report["baseline"]["modes"].as_array().unwrap();
+    assert_eq!(paired.len(), 4, "every student mode: {paired:?}");
+    for row in paired {
+        let mode = row["mode"].as_str().unwrap();
+        for key in ["agreement", "agreement_16"] {
+            let d = &row[key];
+            let count = |name: &str| d[name].as_u64().unwrap() as usize;
+            let agreeing = |report: &serde_json::Value| {
+                let outcomes = report["student"][mode][key.replace("agreement", "agrees")].clone();
+                outcomes.as_str().unwrap().matches('1').count()
+            };
+            assert_eq!(count("prompts"), 6, "{mode}.{key}");
+            assert_eq!(count("both") + count("only_first"), agreeing(&report), "{mode}.{key}");
+            assert_eq!(count("both") + count("only_second"), agreeing(&theirs), "{mode}.{key}");
+            let [low, difference, high, p] =
+                ["low", "difference", "high", "mcnemar_p"].map(|k| d[k].as_f64().unwrap());
+            assert!(-1.0 <= low && low <= difference && difference <= high && high <= 1.0, "{d}");
+            assert!(0.0 < p && p <= 1.0, "{d}");
+        }
+    }
+    assert!(read("report.md").contains("## Against sft"), "{}", read("report.md"));
+
+    // A baseline that decoded other test prompts is refused, and so is the run itself.
+    let other = out.with_extension("other");
+    let _ = std::fs::remove_dir_all(&other);
+    std::fs::create_dir_all(other.join("prompts")).unwrap();
+    std::fs::copy(sft_out.join("report.json"), other.join("report.json")).unwrap();
+    std::fs::write(other.join("prompts").join("test.jsonl"), "{}\n").unwrap();
+    let refused = Conversion { baseline: Some(other), ..conversion.clone() };
+    let error = refused.run::<TestBackend>(&device).unwrap_err().to_string();
+    assert!(error.contains("decoded other test prompts"), "{error}");
+    let itself = Conversion { baseline: Some(out.clone()), ..conversion };
+    let error = itself.run::<TestBackend>(&device).unwrap_err().to_string();
+    assert!(error.contains("this run's own --out"), "{error}");
+}
+
+fn report_json(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }

@@ -5,6 +5,7 @@
 mod cache;
 pub mod conversion;
 pub mod data_efficiency;
+pub mod proportions;
 mod provenance;
 pub mod stats;
 

@@ -98,6 +98,11 @@ pub struct ConversionArgs {
     /// How the student's pass over a batch is split (`one` on GPUs; see `train --help`).
     #[arg(long, value_enum, default_value_t = Conversion::default().student_passes)]
     pub student_passes: StudentPasses,
+    /// Compare the student, prompt by prompt, with another finished run's: its --out
+    /// directory, from the same commit and test prompts (e.g. `--objective sft` at the same
+    /// budget). The report gains paired differences of agreement with McNemar tests.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
@@ -128,6 +133,7 @@ impl ConversionArgs {
             student_passes: self.student_passes,
             out: self.out.clone(),
             allow_uncommitted: self.allow_uncommitted,
+            baseline: self.baseline.clone(),
         })
     }
 }

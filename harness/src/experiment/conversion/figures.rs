@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::agreement::{agreement, prefix_agreement};
+use crate::agreement::{agrees, fraction, prefix_agrees};
 use crate::eval::{DecodeMode, ModeResult};
 use opdlm_inference::Sampler;
 
@@ -17,6 +17,13 @@ pub struct Figures {
     pub agreement: f64,
     /// Outputs whose first 16 tokens equal the teacher's.
     pub agreement_16: f64,
+    /// Per test prompt, in order: whether the whole output agreed (for paired comparisons
+    /// of two models on the same prompts).
+    #[serde(with = "outcome_string")]
+    pub agrees: Vec<bool>,
+    /// Per test prompt, in order: whether the first 16 tokens agreed.
+    #[serde(with = "outcome_string")]
+    pub agrees_16: Vec<bool>,
     /// Correct final numbers on the checkable (arithmetic) prompts.
     pub accuracy: f64,
     /// Checkable prompts among the evaluated ones.
@@ -53,9 +60,13 @@ impl Figures {
     /// measured) one prompt at a time, agreement against `references`.
     pub fn of(batched: &ModeResult, batch1: Option<&ModeResult>, references: &[Vec<u32>]) -> Self {
         let outputs = &batched.outputs;
+        let whole = agrees(outputs, references);
+        let first_16 = prefix_agrees(outputs, references, AGREEMENT_PREFIX);
         Self {
-            agreement: agreement(outputs, references),
-            agreement_16: prefix_agreement(outputs, references, AGREEMENT_PREFIX),
+            agreement: fraction(&whole),
+            agreement_16: fraction(&first_16),
+            agrees: whole,
+            agrees_16: first_16,
             accuracy: batched.accuracy,
             graded: batched.total,
             gen_ppl: batched.generative_perplexity.unwrap_or(f64::NAN),
@@ -70,6 +81,31 @@ impl Figures {
     }
 }
 
+/// Per-prompt outcomes in JSON as one string of `1` (agrees) and `0` in prompt order: a
+/// line per report row instead of a line per prompt.
+mod outcome_string {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(outcomes: &[bool], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = outcomes.iter().map(|&agrees| if agrees { '1' } else { '0' }).collect();
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<bool>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.chars()
+            .map(|c| match c {
+                '1' => Ok(true),
+                '0' => Ok(false),
+                other => {
+                    Err(D::Error::custom(format!("per-prompt outcomes are 0 or 1, not {other:?}")))
+                }
+            })
+            .collect()
+    }
+}
+
 /// The report's name of a decoding mode: `ar`, `static`, `dynamic_0.9`, ...
 pub fn mode_key(mode: DecodeMode) -> String {
     match mode.sampler {
@@ -78,5 +114,42 @@ pub fn mode_key(mode: DecodeMode) -> String {
         Sampler::Dynamic => format!("dynamic_{}", mode.threshold),
         Sampler::Entropy => format!("entropy_{}", mode.threshold),
         Sampler::Margin => format!("margin_{}", mode.threshold),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_prompt_outcomes_round_trip_through_json_as_one_string() {
+        let batched = ModeResult {
+            mode: "ar".into(),
+            block_size: 1,
+            correct: 0,
+            total: 0,
+            accuracy: 0.0,
+            tokens_per_step: 1.0,
+            tokens_per_forward: 1.0,
+            tokens_per_second: 1.0,
+            tokens: 8,
+            seconds: 1.0,
+            generative_perplexity: Some(2.0),
+            samples: Vec::new(),
+            outputs: vec![vec![1, 2, 0], vec![3, 0], vec![4, 5, 6]],
+        };
+        let references = [vec![1, 2, 0], vec![3, 4, 0], vec![4, 5, 7]];
+        let figures = Figures::of(&batched, None, &references);
+        assert_eq!(figures.agrees, [true, false, false]);
+        assert_eq!(figures.agreement, 1.0 / 3.0);
+        let json = serde_json::to_value(&figures).unwrap();
+        assert_eq!(json["agrees"], "100");
+        assert_eq!(json["agrees_16"], "100");
+        let back: Figures = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.agrees, figures.agrees);
+        let mut bad = json;
+        bad["agrees"] = "10x".into();
+        let error = serde_json::from_value::<Figures>(bad).unwrap_err().to_string();
+        assert!(error.contains("0 or 1, not 'x'"), "{error}");
     }
 }

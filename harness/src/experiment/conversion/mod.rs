@@ -9,6 +9,7 @@
 //! command reuses what is done: a finished training run and every cached evaluation; an
 //! interrupted run resumes from its last checkpoint.
 
+mod baseline;
 mod figures;
 mod report;
 
@@ -29,6 +30,7 @@ use crate::chat_prompts::{chat_prompts, write_chat_prompts};
 use crate::eval::{evaluate, AnswerCheck, DecodeMode, EvalItem, EvalSettings};
 use crate::tasks::Split;
 
+pub use baseline::{Baseline, Paired, PairedMode};
 pub use figures::{Figures, Reference};
 pub use report::{CurvePoint, Report};
 
@@ -81,6 +83,9 @@ pub struct Conversion {
     pub out: PathBuf,
     /// Run with uncommitted code changes (the report then says so): for trying it out.
     pub allow_uncommitted: bool,
+    /// Another finished conversion (same commit, same test prompts; e.g. the sft objective
+    /// at the same budget) whose student the report compares with, prompt by prompt.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Default for Conversion {
@@ -116,6 +121,7 @@ impl Default for Conversion {
             student_passes: StudentPasses::PerPromptLength,
             out: PathBuf::from("runs/smollm2-conversion"),
             allow_uncommitted: false,
+            baseline: None,
         }
     }
 }
@@ -137,6 +143,10 @@ impl Conversion {
                 self.curve_prompts, self.batch1_prompts, self.test_prompts
             );
             return Err(ExperimentError::Settings(message));
+        }
+        if self.baseline.as_ref().is_some_and(|dir| same_dir(dir, &self.out)) {
+            let message = "--baseline names this run's own --out: give another run's directory";
+            return Err(ExperimentError::Settings(message.into()));
         }
         for mode in self.student_modes() {
             let rule = mode.sampler.rule(mode.threshold);
@@ -190,6 +200,9 @@ impl Conversion {
         let config = self.train_config();
         let teacher = load_pretrained::<B>(&self.teacher, device)?;
         let (messages, items) = self.test_items(&teacher)?;
+        // Read (and checked) before training, so that a wrong --baseline fails at once.
+        let read_baseline = |dir: &std::path::Path| Baseline::read(dir, &commit, &self.out);
+        let baseline = self.baseline.as_deref().map(read_baseline).transpose()?;
         let evaluator = Evaluator { conversion: self, teacher: &teacher, items: &items };
         let reference = evaluator.teacher_reference()?;
         // The unconverted model: `evaluate` decodes an AR model with shifted logits.
@@ -209,6 +222,7 @@ impl Conversion {
         let student = load_pretrained::<B>(&config.out.join("model"), device)?.model;
         let student_figures =
             evaluator.figures("student", &student, &self.student_modes(), &reference)?;
+        let paired = baseline.map(|b| b.compare(&student_figures));
         let report = Report {
             commit,
             settings: self.clone(),
@@ -219,6 +233,7 @@ impl Conversion {
             before,
             student: student_figures,
             curve,
+            baseline: paired,
             sample_prompts: messages.into_iter().take(3).collect(),
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -276,6 +291,11 @@ impl Conversion {
             .map_err(|source| ExperimentError::Train { run: "conversion".into(), source })?;
         Ok(())
     }
+}
+
+/// Whether two paths name one directory (as given, or once resolved where both exist).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Seconds the training steps took (rollout, teacher and student phases), from the log.

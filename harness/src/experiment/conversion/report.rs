@@ -8,8 +8,10 @@ use opdlm_model::atomic::write_text_atomically;
 use opdlm_training::ResponseSource;
 use serde::{Deserialize, Serialize};
 
+use super::baseline::Paired;
 use super::figures::{Figures, AGREEMENT_PREFIX};
 use super::Conversion;
+use crate::experiment::proportions::wilson;
 use crate::experiment::{consumed_before, ExperimentError};
 use crate::plot::{plot_lines, Line};
 
@@ -94,6 +96,8 @@ pub struct Report {
     pub student: Vec<(String, Figures)>,
     /// The curve points, the unconverted model first.
     pub curve: Vec<CurvePoint>,
+    /// The student against another run's (`--baseline`), prompt by prompt.
+    pub baseline: Option<Paired>,
     /// The first test prompts (user messages), for the samples section.
     pub sample_prompts: Vec<String>,
     /// Wall time of this invocation (reused work excluded).
@@ -122,7 +126,7 @@ impl Report {
     fn markdown(&self) -> String {
         let s = &self.settings;
         let mut md = format!(
-            "# Converting {} into a block-diffusion model ({})\n\nCommit `{}`. Objective {}, block {}: {}; {} steps of {} prompts, lr {:e} (cosine to a tenth), rollout length ramped {} → {} tokens. Trained on **{} tokens** ({} of them response tokens) in {:.1} min of training steps; this invocation took {:.1} min.\n\nTest prompts: {} held-out chat prompts (`prompts/test.jsonl`, {} of them arithmetic with a checkable answer), decoded at batch {} with at most {} new tokens; tok/s at batch 1 on the first {}. Agreement: the output equals the teacher's greedy response token for token, stop token included (whole response, and first {} tokens). Gen. PPL: the outputs' perplexity under the teacher.\n\n",
+            "# Converting {} into a block-diffusion model ({})\n\nCommit `{}`. Objective {}, block {}: {}; {} steps of {} prompts, lr {:e} (cosine to a tenth), rollout length ramped {} → {} tokens. Trained on **{} tokens** ({} of them response tokens) in {:.1} min of training steps; this invocation took {:.1} min.\n\nTest prompts: {} held-out chat prompts (`prompts/test.jsonl`, {} of them arithmetic with a checkable answer), decoded at batch {} with at most {} new tokens; tok/s at batch 1 on the first {}. Agreement: the output equals the teacher's greedy response token for token, stop token included (whole response, and first {} tokens with a 95 % Wilson interval). Gen. PPL: the outputs' perplexity under the teacher.\n\n",
             s.teacher.display(),
             s.objective.name().to_uppercase(),
             self.commit,
@@ -145,7 +149,7 @@ impl Report {
             s.batch1_prompts,
             AGREEMENT_PREFIX,
         );
-        md += "| model | decoding | agreement | first 16 | accuracy | gen. PPL | tokens/step | tokens/forward | tok/s batch 1 | tok/s batch | tokens/response |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+        md += "| model | decoding | agreement | first 16 (95 % interval) | accuracy | gen. PPL | tokens/step | tokens/forward | tok/s batch 1 | tok/s batch | tokens/response |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
         md += &row("teacher", "ar", &self.teacher);
         for (model, rows) in [("before (unconverted)", &self.before), ("student", &self.student)] {
             for (mode, figures) in rows {
@@ -153,6 +157,9 @@ impl Report {
             }
         }
         md += &self.goals();
+        if let Some(paired) = &self.baseline {
+            md += &paired.markdown(s.objective);
+        }
         md += &self.curve_table();
         md += &self.samples();
         md
@@ -237,6 +244,7 @@ impl Report {
             "before": modes(&self.before),
             "student": modes(&self.student),
             "curve": self.curve,
+            "baseline": self.baseline,
             "settings": self.settings,
         })
     }
@@ -275,10 +283,14 @@ impl Report {
 
 fn row(model: &str, mode: &str, f: &Figures) -> String {
     let speed = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
+    let agreeing_16 = f.agrees_16.iter().filter(|&&agrees| agrees).count();
+    let (low, high) = wilson(agreeing_16, f.agrees_16.len());
     format!(
-        "| {model} | {mode} | {:.1} % | {:.1} % | {:.1} % ({} prompts) | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |\n",
+        "| {model} | {mode} | {:.1} % | {:.1} % ({:.1}–{:.1}) | {:.1} % ({} prompts) | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |\n",
         100.0 * f.agreement,
         100.0 * f.agreement_16,
+        100.0 * low,
+        100.0 * high,
         100.0 * f.accuracy,
         f.graded,
         f.gen_ppl,
