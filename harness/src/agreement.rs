@@ -18,9 +18,14 @@ pub fn prefix_agrees(outputs: &[Vec<u32>], references: &[Vec<u32>], n: usize) ->
     outcomes(outputs, references, |output, reference| prefix(output) == prefix(reference))
 }
 
+/// How many outcomes are agreements.
+pub fn agreeing(outcomes: &[bool]) -> usize {
+    outcomes.iter().filter(|&&agrees| agrees).count()
+}
+
 /// Fraction of true outcomes (0 for none).
 pub fn fraction(outcomes: &[bool]) -> f64 {
-    outcomes.iter().filter(|&&agrees| agrees).count() as f64 / outcomes.len().max(1) as f64
+    agreeing(outcomes) as f64 / outcomes.len().max(1) as f64
 }
 
 fn outcomes(

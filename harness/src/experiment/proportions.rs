@@ -54,8 +54,7 @@ impl PairedDifference {
         let (both, only_first) = (count(true, true), count(true, false));
         let (only_second, neither) = (count(false, true), count(false, false));
         let prompts = first.len();
-        let rate = |passes: usize| passes as f64 / prompts.max(1) as f64;
-        let (p1, p2) = (rate(both + only_first), rate(both + only_second));
+        let (p1, p2) = (rate(both + only_first, prompts), rate(both + only_second, prompts));
         let (l1, u1) = wilson(both + only_first, prompts);
         let (l2, u2) = wilson(both + only_second, prompts);
         let phi = phi_coefficient(both, only_first, only_second, neither);
@@ -72,6 +71,17 @@ impl PairedDifference {
             mcnemar_p: mcnemar_exact(only_first, only_second),
         }
     }
+
+    /// The first and the second model's pass rates.
+    pub fn rates(&self) -> (f64, f64) {
+        let passes = |only: usize| rate(self.both + only, self.prompts);
+        (passes(self.only_first), passes(self.only_second))
+    }
+}
+
+/// `passes` out of `prompts` (0 for no prompts).
+fn rate(passes: usize, prompts: usize) -> f64 {
+    passes as f64 / prompts.max(1) as f64
 }
 
 /// The correlation of the two outcomes over the prompts (0 when an outcome never varies).

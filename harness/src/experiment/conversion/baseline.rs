@@ -122,12 +122,12 @@ impl Paired {
         for m in &self.modes {
             let first_n = format!("first {AGREEMENT_PREFIX}");
             for (name, d) in [("whole", &m.agreement), (first_n.as_str(), &m.agreement_16)] {
-                let rate = |passes: usize| 100.0 * passes as f64 / d.prompts.max(1) as f64;
+                let (ours_rate, theirs_rate) = d.rates();
                 md += &format!(
                     "| {} | {name} | {:.1} % | {:.1} % | {} | {} | {:+.1} ({:+.1} to {:+.1}) | {:.3} |\n",
                     m.mode,
-                    rate(d.both + d.only_first),
-                    rate(d.both + d.only_second),
+                    100.0 * ours_rate,
+                    100.0 * theirs_rate,
                     d.only_first,
                     d.only_second,
                     100.0 * d.difference,

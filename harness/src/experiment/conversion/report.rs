@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::baseline::Paired;
 use super::figures::{Figures, AGREEMENT_PREFIX};
 use super::Conversion;
+use crate::agreement::agreeing;
 use crate::experiment::proportions::wilson;
 use crate::experiment::{consumed_before, ExperimentError};
 use crate::plot::{plot_lines, Line};
@@ -283,8 +284,7 @@ impl Report {
 
 fn row(model: &str, mode: &str, f: &Figures) -> String {
     let speed = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
-    let agreeing_16 = f.agrees_16.iter().filter(|&&agrees| agrees).count();
-    let (low, high) = wilson(agreeing_16, f.agrees_16.len());
+    let (low, high) = wilson(agreeing(&f.agrees_16), f.agrees_16.len());
     format!(
         "| {model} | {mode} | {:.1} % | {:.1} % ({:.1}–{:.1}) | {:.1} % ({} prompts) | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |\n",
         100.0 * f.agreement,
