@@ -28,7 +28,8 @@ pub struct Figures {
     pub accuracy: f64,
     /// Checkable prompts among the evaluated ones.
     pub graded: usize,
-    /// exp(mean NLL) of the outputs under the teacher.
+    /// exp(mean NLL) of the outputs under the teacher (NaN: not scored; `null` in JSON).
+    #[serde(with = "nan_as_null")]
     pub gen_ppl: f64,
     /// Generated tokens per denoising step, per sequence.
     pub tokens_per_step: f64,
@@ -106,6 +107,23 @@ mod outcome_string {
     }
 }
 
+/// JSON has no NaN: serde_json writes a NaN `f64` as `null` and then refuses to read it
+/// back. A figure that was not measured is written as `null` and read back as NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match value.is_nan() {
+            true => serializer.serialize_none(),
+            false => serializer.serialize_f64(*value),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// The report's name of a decoding mode: `ar`, `static`, `dynamic_0.9`, ...
 pub fn mode_key(mode: DecodeMode) -> String {
     match mode.sampler {
@@ -121,9 +139,9 @@ pub fn mode_key(mode: DecodeMode) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn per_prompt_outcomes_round_trip_through_json_as_one_string() {
-        let batched = ModeResult {
+    /// An AR result on `outputs`, scored by the teacher at gen. PPL 2.
+    fn ar_result(outputs: Vec<Vec<u32>>) -> ModeResult {
+        ModeResult {
             mode: "ar".into(),
             block_size: 1,
             correct: 0,
@@ -132,12 +150,17 @@ mod tests {
             tokens_per_step: 1.0,
             tokens_per_forward: 1.0,
             tokens_per_second: 1.0,
-            tokens: 8,
+            tokens: outputs.iter().map(Vec::len).sum(),
             seconds: 1.0,
             generative_perplexity: Some(2.0),
             samples: Vec::new(),
-            outputs: vec![vec![1, 2, 0], vec![3, 0], vec![4, 5, 6]],
-        };
+            outputs,
+        }
+    }
+
+    #[test]
+    fn per_prompt_outcomes_round_trip_through_json_as_one_string() {
+        let batched = ar_result(vec![vec![1, 2, 0], vec![3, 0], vec![4, 5, 6]]);
         let references = [vec![1, 2, 0], vec![3, 4, 0], vec![4, 5, 7]];
         let figures = Figures::of(&batched, None, &references);
         assert_eq!(figures.agrees, [true, false, false]);
@@ -151,5 +174,19 @@ mod tests {
         bad["agrees"] = "10x".into();
         let error = serde_json::from_value::<Figures>(bad).unwrap_err().to_string();
         assert!(error.contains("0 or 1, not 'x'"), "{error}");
+    }
+
+    #[test]
+    fn an_unscored_perplexity_round_trips_through_json_as_null() {
+        let scored = Figures::of(&ar_result(vec![vec![1, 0]]), None, &[vec![1, 0]]);
+        assert_eq!(scored.gen_ppl, 2.0);
+        let back: Figures = serde_json::from_value(serde_json::to_value(&scored).unwrap()).unwrap();
+        assert_eq!(back, scored);
+        let mut figures = scored;
+        figures.gen_ppl = f64::NAN;
+        let json = serde_json::to_value(&figures).unwrap();
+        assert!(json["gen_ppl"].is_null(), "{json}");
+        let back: Figures = serde_json::from_value(json).unwrap();
+        assert!(back.gen_ppl.is_nan());
     }
 }
