@@ -1,14 +1,16 @@
 //! The real-model conversion experiment end to end at a tiny budget, on a tiny Llama
 //! fixture given a chat template (two steps, a checkpoint each): it trains on the chat
 //! prompts' train split, exports a model that loads and decodes, evaluates teacher,
-//! unconverted model and student on the test split, writes report.json with the fields
-//! the issue fixes, and a second invocation reuses the run and every evaluation. A second
+//! unconverted model and student on the test split, every checkpoint on the validation
+//! split (the curves), writes report.json with the fields the issue fixes, and a second
+//! invocation reuses the run and every evaluation. A second
 //! objective's run then serves as `--baseline`: the report compares the two students
 //! prompt by prompt.
 
 use std::path::Path;
 
 use opdlm_harness::experiment::conversion::Conversion;
+use opdlm_harness::tasks::Split;
 use opdlm_model::load_pretrained;
 use opdlm_tests::{tiny_model_dir, TestBackend};
 use opdlm_training::Objective;
@@ -30,7 +32,7 @@ fn a_two_step_conversion_exports_evaluates_and_reports() {
         checkpoint_every: 1,
         train_prompts: 20,
         test_prompts: 6,
-        curve_prompts: 3,
+        curve_prompts: 8, // more than the test prompts: the curves are on validation prompts
         batch1_prompts: 2,
         eval_batch: 4,
         out: out.clone(),
@@ -67,6 +69,17 @@ fn a_two_step_conversion_exports_evaluates_and_reports() {
     let steps: Vec<u64> =
         report["curve"].as_array().unwrap().iter().map(|p| p["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, [0, 1, 2], "the unconverted model, then every checkpoint");
+    let prompts = |split: &str| -> Vec<String> {
+        let lines = read(&format!("prompts/{split}.jsonl"));
+        let parse = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap();
+        lines.lines().map(|l| parse(l)["prompt"].as_str().unwrap().to_string()).collect()
+    };
+    let (validation, test) = (prompts("validation"), prompts("test"));
+    assert_eq!((validation.len(), test.len()), (8, 6));
+    assert!(validation.iter().all(|p| Split::of(p) == Split::Validation && !test.contains(p)));
+    for point in report["curve"].as_array().unwrap() {
+        assert_eq!(point["figures"]["prompts"], 8, "every curve point on the validation prompts");
+    }
     for png in ["agreement.png", "tokens_per_forward.png"] {
         assert!(std::fs::metadata(out.join(png)).unwrap().len() > 0, "{png}");
     }

@@ -75,7 +75,8 @@ pub struct ConversionArgs {
     /// Held-out test prompts of the final evaluation.
     #[arg(long, default_value_t = Conversion::default().test_prompts)]
     pub test_prompts: usize,
-    /// The first N test prompts are decoded at every checkpoint (the curves).
+    /// Validation prompts decoded at every checkpoint (the curves; never test prompts, so
+    /// that a budget read off the curves is not chosen on the test split).
     #[arg(long, default_value_t = Conversion::default().curve_prompts)]
     pub curve_prompts: usize,
     /// The first N test prompts are decoded one at a time (tok/s at batch 1).

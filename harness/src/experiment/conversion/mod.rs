@@ -2,8 +2,9 @@
 //! the project's chat prompts ([`crate::chat_prompts`], train split), then the teacher
 //! (greedy AR), the unconverted model decoded with the block sampler ("before") and the
 //! converted student, all on the held-out test prompts. Every checkpoint is evaluated too
-//! (dynamic decoding at the rollout threshold, on the first `curve_prompts` test prompts),
+//! (dynamic decoding at the rollout threshold, on `curve_prompts` validation prompts),
 //! which gives the curves of agreement and tokens per forward against training tokens.
+//! The curves are what a budget is chosen from, so they never look at the test prompts.
 //!
 //! Like the data-efficiency experiment it runs from one commit, and re-running the same
 //! command reuses what is done: a finished training run and every cached evaluation; an
@@ -69,7 +70,7 @@ pub struct Conversion {
     pub train_prompts: usize,
     /// Held-out prompts of the final evaluation (test split).
     pub test_prompts: usize,
-    /// The first this many test prompts are decoded at every checkpoint.
+    /// Validation prompts decoded at every checkpoint (the curves).
     pub curve_prompts: usize,
     /// The first this many test prompts are decoded one at a time for tok/s at batch 1.
     pub batch1_prompts: usize,
@@ -137,10 +138,10 @@ impl Conversion {
             let message = "--train-prompts, --test-prompts, --curve-prompts, --batch1-prompts and --eval-batch must be at least 1";
             return Err(ExperimentError::Settings(message.into()));
         }
-        if self.curve_prompts > self.test_prompts || self.batch1_prompts > self.test_prompts {
+        if self.batch1_prompts > self.test_prompts {
             let message = format!(
-                "--curve-prompts ({}) and --batch1-prompts ({}) are taken from the {} test prompts",
-                self.curve_prompts, self.batch1_prompts, self.test_prompts
+                "--batch1-prompts ({}) are taken from the {} test prompts",
+                self.batch1_prompts, self.test_prompts
             );
             return Err(ExperimentError::Settings(message));
         }
@@ -199,25 +200,29 @@ impl Conversion {
         let started = Instant::now();
         let config = self.train_config();
         let teacher = load_pretrained::<B>(&self.teacher, device)?;
-        let (messages, items) = self.test_items(&teacher)?;
+        let (messages, items) = self.items(&teacher, Split::Test, self.test_prompts)?;
+        let (_, curve_items) = self.items(&teacher, Split::Validation, self.curve_prompts)?;
         // Read (and checked) before training, so that a wrong --baseline fails at once.
         let read_baseline = |dir: &std::path::Path| Baseline::read(dir, &commit, &self.out);
         let baseline = self.baseline.as_deref().map(read_baseline).transpose()?;
-        let evaluator = Evaluator { conversion: self, teacher: &teacher, items: &items };
+        let evaluator = Evaluator::new(self, &teacher, Split::Test, &items);
         let reference = evaluator.teacher_reference()?;
+        let curves = Evaluator::new(self, &teacher, Split::Validation, &curve_items);
+        let curve_reference = curves.teacher_reference()?;
         // The unconverted model: `evaluate` decodes an AR model with shifted logits.
         let before_model = &teacher.model;
         let modes = [DecodeMode::STATIC, DecodeMode::dynamic(self.threshold)];
         let before = evaluator.figures("before", before_model, &modes, &reference)?;
         self.train_if_needed::<B>(&config, device)?;
         let log = read_log(&config.out.join("metrics.jsonl"));
-        let mut curve = vec![evaluator.curve_point("before", before_model, 0, &log, &reference)?];
+        let mut curve =
+            vec![curves.curve_point("before", before_model, 0, &log, &curve_reference)?];
         for epoch in 1..=config.epochs() {
             let step = (epoch * config.checkpoint_every).min(config.steps);
             let student = load_checkpoint_student::<B>(&config.out, epoch, device)
                 .map_err(|source| ExperimentError::Train { run: "conversion".into(), source })?;
             let name = format!("checkpoint-{epoch}");
-            curve.push(evaluator.curve_point(&name, &student, step, &log, &reference)?);
+            curve.push(curves.curve_point(&name, &student, step, &log, &curve_reference)?);
         }
         let student = load_pretrained::<B>(&config.out.join("model"), device)?.model;
         let student_figures =
@@ -240,15 +245,17 @@ impl Conversion {
         report.write(&self.out)
     }
 
-    /// The held-out test prompts (user messages) and their evaluation items, rendered by
-    /// the chat template; arithmetic is graded by its last number, the rest only by
-    /// agreement.
-    fn test_items<B: Backend>(
+    /// `count` held-out prompts of `split` (user messages, also written to
+    /// `prompts/<split>.jsonl`) and their evaluation items, rendered by the chat template;
+    /// arithmetic is graded by its last number, the rest only by agreement.
+    fn items<B: Backend>(
         &self,
         teacher: &Pretrained<B>,
+        split: Split,
+        count: usize,
     ) -> Result<(Vec<String>, Vec<EvalItem>), ExperimentError> {
-        let prompts = chat_prompts(Split::Test, self.test_prompts, PROMPT_SEED);
-        let path = self.out.join("prompts").join("test.jsonl");
+        let prompts = chat_prompts(split, count, PROMPT_SEED);
+        let path = self.out.join("prompts").join(format!("{}.jsonl", split_name(split)));
         write_chat_prompts(&path, &prompts).map_err(|e| ExperimentError::io(&path, e))?;
         let render = |message: &str| {
             let turn = [ChatMessage::user(message.to_string())];
@@ -293,6 +300,15 @@ impl Conversion {
     }
 }
 
+/// The file name of a split's prompts: `train`, `validation`, `test`.
+fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Validation => "validation",
+        Split::Test => "test",
+    }
+}
+
 /// Whether two paths name one directory (as given, or once resolved where both exist).
 fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
@@ -304,15 +320,39 @@ fn log_seconds(log: &[serde_json::Value]) -> f64 {
     log.iter().map(|line| phases.iter().filter_map(|k| line[*k].as_f64()).sum::<f64>()).sum()
 }
 
-/// The evaluations of one experiment: the same test items, the same teacher scoring every
-/// output, results cached under `out/eval/`.
+/// The evaluations of one experiment on one split's items, the same teacher scoring every
+/// output. Results are cached under `out/eval/` (test) or `out/eval/validation/`.
 struct Evaluator<'a, B: Backend> {
     conversion: &'a Conversion,
     teacher: &'a Pretrained<B>,
+    split: Split,
     items: &'a [EvalItem],
 }
 
-impl<B: Backend> Evaluator<'_, B> {
+impl<'a, B: Backend> Evaluator<'a, B> {
+    fn new(
+        conversion: &'a Conversion,
+        teacher: &'a Pretrained<B>,
+        split: Split,
+        items: &'a [EvalItem],
+    ) -> Self {
+        Self { conversion, teacher, split, items }
+    }
+
+    /// Where the evaluation `name` of this split is cached.
+    fn cache_file(&self, name: &str) -> PathBuf {
+        let eval = self.conversion.out.join("eval");
+        match self.split {
+            Split::Test => eval.join(format!("{name}.json")),
+            split => eval.join(split_name(split)).join(format!("{name}.json")),
+        }
+    }
+
+    /// Speed one prompt at a time is a figure of the report's (test) rows only.
+    fn measures_batch1(&self) -> bool {
+        self.split == Split::Test
+    }
+
     fn stops(&self) -> Vec<u32> {
         stop_tokens(&self.teacher.model.config().eos_token_ids, &self.teacher.tokenizer)
     }
@@ -342,11 +382,13 @@ impl<B: Backend> Evaluator<'_, B> {
 
     /// The teacher's greedy AR responses (every other row's reference) and figures.
     fn teacher_reference(&self) -> Result<Reference, ExperimentError> {
-        let path = self.conversion.out.join("eval").join("teacher.json");
+        let path = self.cache_file("teacher");
         let key = self.cache_key(self.items.len(), &[DecodeMode::AR]);
         cached(&path, &key, || {
-            eprintln!("teacher: greedy AR on {} test prompts", self.items.len());
-            let [batched, batch1] = self.decode(&self.teacher.model, &[DecodeMode::AR], true)?;
+            let (n, split) = (self.items.len(), split_name(self.split));
+            eprintln!("teacher: greedy AR on {n} {split} prompts");
+            let batch1 = self.measures_batch1();
+            let [batched, batch1] = self.decode(&self.teacher.model, &[DecodeMode::AR], batch1)?;
             let outputs = batched[0].outputs.clone();
             let figures = Figures::of(&batched[0], batch1.first(), &outputs);
             Ok(Reference { outputs, figures })
@@ -361,7 +403,7 @@ impl<B: Backend> Evaluator<'_, B> {
         modes: &[DecodeMode],
         reference: &Reference,
     ) -> Result<Vec<(String, Figures)>, ExperimentError> {
-        let path = self.conversion.out.join("eval").join(format!("{name}.json"));
+        let path = self.cache_file(name);
         cached(&path, &self.cache_key(self.items.len(), modes), || {
             eprintln!("{name}: {} modes on {} test prompts", modes.len(), self.items.len());
             let [batched, batch1] = self.decode(model, modes, true)?;
@@ -376,8 +418,8 @@ impl<B: Backend> Evaluator<'_, B> {
         })
     }
 
-    /// One point of the curves: `model` at the rollout threshold on the first
-    /// `curve_prompts` test items, after `step` steps.
+    /// One point of the curves: `model` at the rollout threshold on every item, after
+    /// `step` steps.
     fn curve_point(
         &self,
         name: &str,
@@ -386,14 +428,11 @@ impl<B: Backend> Evaluator<'_, B> {
         log: &[serde_json::Value],
         reference: &Reference,
     ) -> Result<CurvePoint, ExperimentError> {
-        let n = self.conversion.curve_prompts;
         let mode = [DecodeMode::dynamic(self.conversion.threshold)];
-        let path = self.conversion.out.join("eval").join(format!("curve-{name}.json"));
-        let figures = cached(&path, &self.cache_key(n, &mode), || {
-            let items = &self.items[..n];
-            let evaluator = Evaluator { conversion: self.conversion, teacher: self.teacher, items };
-            let [batched, _] = evaluator.decode(model, &mode, false)?;
-            Ok(Figures::of(&batched[0], None, &reference.outputs[..n]))
+        let path = self.cache_file(&format!("curve-{name}"));
+        let figures = cached(&path, &self.cache_key(self.items.len(), &mode), || {
+            let [batched, _] = self.decode(model, &mode, false)?;
+            Ok(Figures::of(&batched[0], None, &reference.outputs))
         })?;
         Ok(CurvePoint::new(step, log, figures))
     }

@@ -192,7 +192,7 @@ impl Report {
 
     fn curve_table(&self) -> String {
         let mut md = format!(
-            "\n## Curves (dynamic γ {}, first {} test prompts)\n\n![agreement](agreement.png)\n![tokens per forward](tokens_per_forward.png)\n\n| step | training tokens | response tokens | agreement | first 16 | tokens/forward | gen. PPL |\n|---|---|---|---|---|---|---|\n",
+            "\n## Curves (dynamic γ {}, {} validation prompts)\n\nEvery checkpoint decoded on `prompts/validation.jsonl`, held out from training and disjoint from the test prompts: a budget chosen from these curves has not seen the test prompts.\n\n![agreement](agreement.png)\n![tokens per forward](tokens_per_forward.png)\n\n| step | training tokens | response tokens | agreement | first 16 | tokens/forward | gen. PPL |\n|---|---|---|---|---|---|---|\n",
             self.settings.threshold, self.settings.curve_prompts
         );
         for p in &self.curve {
