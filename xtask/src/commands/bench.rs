@@ -82,8 +82,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
     /// Prompts of the training step (the conversion's batch: `experiment smollm2`
-    /// trains on 8 chat prompts per step). They share one token length; see `train_prompts`.
-    #[arg(long, default_value_t = 8)]
+    /// trains on 4 chat prompts per step; reports before 4aaae88 used 8). They share one
+    /// token length; see `train_prompts`.
+    #[arg(long, default_value_t = 4)]
     pub train_batch: usize,
     /// Rollout length of the training step, per prompt (the conversion's longest rollout).
     #[arg(long, default_value_t = 64)]
