@@ -33,6 +33,15 @@ impl Split {
         }
     }
 
+    /// The split's name, as serde writes it: `train`, `validation`, `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+
     /// Keeps the splits' random streams apart for the same user seed.
     pub(super) fn seed_salt(self) -> u64 {
         match self {
@@ -53,6 +62,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_splits_name_is_its_serde_name() {
+        for split in [Split::Train, Split::Validation, Split::Test] {
+            assert_eq!(serde_json::to_value(split).unwrap(), split.name());
+        }
+    }
 
     #[test]
     fn fnv1a_matches_the_published_test_vectors() {

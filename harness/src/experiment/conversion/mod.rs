@@ -255,7 +255,7 @@ impl Conversion {
         count: usize,
     ) -> Result<(Vec<String>, Vec<EvalItem>), ExperimentError> {
         let prompts = chat_prompts(split, count, PROMPT_SEED);
-        let path = self.out.join("prompts").join(format!("{}.jsonl", split_name(split)));
+        let path = self.out.join("prompts").join(format!("{}.jsonl", split.name()));
         write_chat_prompts(&path, &prompts).map_err(|e| ExperimentError::io(&path, e))?;
         let render = |message: &str| {
             let turn = [ChatMessage::user(message.to_string())];
@@ -300,15 +300,6 @@ impl Conversion {
     }
 }
 
-/// The file name of a split's prompts: `train`, `validation`, `test`.
-fn split_name(split: Split) -> &'static str {
-    match split {
-        Split::Train => "train",
-        Split::Validation => "validation",
-        Split::Test => "test",
-    }
-}
-
 /// Whether two paths name one directory (as given, or once resolved where both exist).
 fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
@@ -344,7 +335,7 @@ impl<'a, B: Backend> Evaluator<'a, B> {
         let eval = self.conversion.out.join("eval");
         match self.split {
             Split::Test => eval.join(format!("{name}.json")),
-            split => eval.join(split_name(split)).join(format!("{name}.json")),
+            split => eval.join(split.name()).join(format!("{name}.json")),
         }
     }
 
@@ -385,7 +376,7 @@ impl<'a, B: Backend> Evaluator<'a, B> {
         let path = self.cache_file("teacher");
         let key = self.cache_key(self.items.len(), &[DecodeMode::AR]);
         cached(&path, &key, || {
-            let (n, split) = (self.items.len(), split_name(self.split));
+            let (n, split) = (self.items.len(), self.split.name());
             eprintln!("teacher: greedy AR on {n} {split} prompts");
             let batch1 = self.measures_batch1();
             let [batched, batch1] = self.decode(&self.teacher.model, &[DecodeMode::AR], batch1)?;
