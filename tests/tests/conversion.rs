@@ -3,9 +3,8 @@
 //! prompts' train split, exports a model that loads and decodes, evaluates teacher,
 //! unconverted model and student on the test split, every checkpoint on the validation
 //! split (the curves), writes report.json with the fields the issue fixes, and a second
-//! invocation reuses the run and every evaluation. A second
-//! objective's run then serves as `--baseline`: the report compares the two students
-//! prompt by prompt.
+//! invocation reuses the run and every evaluation. A second objective's run then serves
+//! as `--baseline`: the report compares the two students prompt by prompt.
 
 use std::path::Path;
 

@@ -82,7 +82,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
     /// Prompts of the training step (the conversion's batch: `experiment smollm2`
-    /// trains on 4 chat prompts per step; reports before 4aaae88 used 8). They share one
+    /// trains on 4 chat prompts per step; reports before 5841f03 used 8). They share one
     /// token length; see `train_prompts`.
     #[arg(long, default_value_t = 4)]
     pub train_batch: usize,
