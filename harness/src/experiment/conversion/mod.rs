@@ -396,7 +396,8 @@ impl<'a, B: Backend> Evaluator<'a, B> {
     ) -> Result<Vec<(String, Figures)>, ExperimentError> {
         let path = self.cache_file(name);
         cached(&path, &self.cache_key(self.items.len(), modes), || {
-            eprintln!("{name}: {} modes on {} test prompts", modes.len(), self.items.len());
+            let (n, split) = (self.items.len(), self.split.name());
+            eprintln!("{name}: {} modes on {n} {split} prompts", modes.len());
             let [batched, batch1] = self.decode(model, modes, true)?;
             Ok(modes
                 .iter()
